@@ -1,0 +1,68 @@
+"""Checks of a composed config that must pass before anything trains or is recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from numbers import Real
+from typing import Any
+
+from omegaconf import DictConfig
+
+
+# What train() returns: the last epoch's Keras metrics and the test scores.
+OPTIMIZABLE_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss", "test_accuracy", "test_loss")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key, the value and what is valid."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _fail(key: str, value: Any, valid: str) -> None:
+    raise ConfigError(f"{key}={value!r} is invalid: {valid}.")
+
+
+def _check_units(key: str, value: Any) -> None:
+    units = [value] if _is_int(value) else value
+    if isinstance(units, str) or not isinstance(units, Sequence) or not all(_is_int(u) and u >= 1 for u in units):
+        _fail(key, value, "use a whole number >= 1 (e.g. 64) or a list of them (e.g. [128,64]); [] means no hidden layer")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raises ConfigError for the first value that cannot work."""
+    lr = cfg.optimizer.get("learning_rate")
+    if not _is_number(lr) or lr <= 0:
+        _fail("optimizer.learning_rate", lr, "use a number > 0, e.g. 0.01")
+    batch_size = cfg.data.batch_size
+    if not _is_int(batch_size) or batch_size < 1:
+        _fail("data.batch_size", batch_size, "use a whole number >= 1, e.g. 32")
+    split = cfg.data.validation_split
+    if not _is_number(split) or not 0 < split < 1:
+        _fail("data.validation_split", split, "use a fraction strictly between 0 and 1, e.g. 0.25")
+    for key in ("limit_train", "limit_test"):
+        limit = cfg.data.get(key)
+        if limit is not None and (not _is_int(limit) or limit < 1):
+            _fail(f"data.{key}", limit, "use null (all images) or a whole number >= 1")
+    epochs = cfg.trainer.epochs
+    if not _is_int(epochs) or epochs < 1:
+        _fail("trainer.epochs", epochs, "use a whole number >= 1, e.g. 30")
+    if "hidden_units" in cfg.model:
+        _check_units("model.hidden_units", cfg.model.hidden_units)
+    if "filters" in cfg.model:
+        filters = cfg.model.filters
+        if isinstance(filters, str) or not isinstance(filters, Sequence) or not filters or not all(_is_int(f) and f >= 1 for f in filters):
+            _fail("model.filters", filters, "use a non-empty list of whole numbers >= 1, e.g. [32,64]")
+    if "dropout" in cfg.model:
+        dropout = cfg.model.dropout
+        if not _is_number(dropout) or not 0 <= dropout < 1:
+            _fail("model.dropout", dropout, "use a fraction in [0, 1), e.g. 0.5")
+    metric = cfg.get("optimized_metric")
+    if metric not in OPTIMIZABLE_METRICS:
+        _fail("optimized_metric", metric, f"use one of {', '.join(OPTIMIZABLE_METRICS)}")

@@ -1,0 +1,96 @@
+"""MNIST loading: Keras's cache or a local mnist.npz, checked, scaled, one-hot, split like Keras."""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_tracking.checks import ConfigError
+
+log = logging.getLogger(__name__)
+
+NUM_CLASSES = 10
+ARRAYS = {  # name -> (shape after the first axis, dtype), Keras's mnist.npz layout
+    "x_train": ((28, 28), np.uint8),
+    "y_train": ((), np.uint8),
+    "x_test": ((28, 28), np.uint8),
+    "y_test": ((), np.uint8),
+}
+
+
+@dataclass(frozen=True)
+class MnistData:
+    """Images as float32 in [0, 1] of shape (n, 28, 28); labels one-hot float32 (n, 10)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Reads and checks a local mnist.npz; raises ConfigError naming data.path on any problem."""
+    layout = "Keras's mnist.npz layout (x_train/x_test: (n, 28, 28) uint8, y_train/y_test: (n,) uint8 labels 0-9)"
+    if not path.is_file():
+        raise ConfigError(f"data.path={str(path)!r} is invalid: no such file; give a local mnist.npz in {layout}, or null for Keras's cache.")
+    if path.suffix != ".npz" or not zipfile.is_zipfile(path):
+        raise ConfigError(f"data.path={str(path)!r} is invalid: not an .npz archive; give a local mnist.npz in {layout}.")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = sorted(set(ARRAYS) - set(npz.files))
+            if missing:
+                raise ConfigError(f"data.path={str(path)!r} is invalid: it lacks {missing} (has {sorted(npz.files)}); expected {layout}.")
+            arrays = {name: npz[name] for name in ARRAYS}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"data.path={str(path)!r} is invalid: cannot read it as .npz ({exc}); expected {layout}.") from exc
+    for name, (shape, dtype) in ARRAYS.items():
+        a = arrays[name]
+        if a.ndim != 1 + len(shape) or a.shape[1:] != shape or a.dtype != dtype:
+            raise ConfigError(f"data.path={str(path)!r} is invalid: {name} is {a.dtype}{list(a.shape)}, expected {np.dtype(dtype)}[n, {', '.join(map(str, shape))}] in {layout}.".replace(", ]", "]"))
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if len(x) != len(y) or len(y) == 0 or y.max() >= NUM_CLASSES:
+            raise ConfigError(f"data.path={str(path)!r} is invalid: x_{split} has {len(x)} images and y_{split} {len(y)} labels (max {y.max() if len(y) else None}); expected equal non-zero counts and labels 0-9.")
+    return arrays
+
+
+def _read_keras_cache() -> dict[str, np.ndarray]:
+    """Keras's own loader: reads ~/.keras/datasets/mnist.npz, downloading it when absent."""
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as exc:  # Keras wraps network failures in several exception types
+        raise ConfigError(
+            "data.path=None: MNIST is not in Keras's cache (~/.keras/datasets/mnist.npz, or $KERAS_HOME/datasets) "
+            f"and downloading it failed ({exc}). Offline, set data.path=/path/to/mnist.npz to a local copy in Keras's layout."
+        ) from exc
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def _prepare(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return x.astype(np.float32) / 255.0, np.eye(NUM_CLASSES, dtype=np.float32)[y]
+
+
+def load_mnist(path: str | None, validation_split: float, limit_train: int | None, limit_test: int | None) -> MnistData:
+    """Loads MNIST and holds out the last `validation_split` of the (limited) training set."""
+    arrays = _read_keras_cache() if path is None else _read_npz(Path(path).expanduser())
+    x_train, y_train = _prepare(arrays["x_train"][:limit_train], arrays["y_train"][:limit_train])
+    x_test, y_test = _prepare(arrays["x_test"][:limit_test], arrays["y_test"][:limit_test])
+    # Keras's fit(validation_split=v) keeps the last v of the data, before any shuffling: the study's split.
+    n_train = int(len(x_train) * (1 - validation_split))
+    if n_train < 1 or n_train == len(x_train):
+        raise ConfigError(
+            f"data.validation_split={validation_split!r} leaves {n_train} of {len(x_train)} images for training "
+            f"and {len(x_train) - n_train} for validation; both need at least one (raise data.limit_train or change the split)."
+        )
+    log.info("MNIST: %d train, %d validation, %d test images", n_train, len(x_train) - n_train, len(x_test))
+    return MnistData(x_train[:n_train], y_train[:n_train], x_train[n_train:], y_train[n_train:], x_test, y_test)

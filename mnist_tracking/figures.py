@@ -1,0 +1,54 @@
+"""Figures of a finished run: learning curves, misclassified digits, confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure  # pyplot-free: no global figure state, no display needed
+
+
+def learning_curves(history: Mapping[str, Sequence[float]]) -> Figure:
+    """Accuracy and loss per epoch, train against validation, side by side."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss")):
+        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
+            if key in history:
+                values = history[key]
+                ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+        ax.set(title=metric, xlabel="epoch", ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, max_digits: int = 25) -> Figure:
+    """A grid of the first misclassified digits, each titled true -> predicted (probability)."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)[:max_digits]
+    cols = 5
+    rows = max(1, -(-len(wrong) // cols))
+    fig = Figure(figsize=(2 * cols, 2.3 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, wrong):
+        ax.imshow(images[i], cmap="gray_r")
+        ax.set_title(f"true {labels[i]} → pred {predicted[i]}\np={probabilities[i, predicted[i]]:.2f}", fontsize=9)
+    fig.suptitle(f"{np.count_nonzero(predicted != labels)} of {len(labels)} test digits misclassified (first {len(wrong)} shown)")
+    return fig
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int = 10) -> Figure:
+    """Counts of true (rows) against predicted (columns) classes."""
+    counts = np.bincount(labels * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
+    fig = Figure(figsize=(6, 5.5), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    for (row, col), n in np.ndenumerate(counts):
+        ax.text(col, row, str(n), ha="center", va="center", fontsize=7,
+                color="white" if n > counts.max() / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true", xticks=range(num_classes), yticks=range(num_classes),
+           title=f"Confusion matrix (accuracy {np.trace(counts) / counts.sum():.4f})")
+    return fig

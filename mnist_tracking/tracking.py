@@ -1,0 +1,138 @@
+"""MLflow plumbing: where runs go, what a run is named and tagged, and how it always ends."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping
+from importlib.metadata import version
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+from hydra.core.hydra_config import HydraConfig
+from mlflow.entities import RunStatus
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+# Given to MLflow so it does not infer them in a subprocess (~12 s a model on this machine).
+MODEL_REQUIREMENTS = [f"{name}=={version(name)}" for name in ("tensorflow", "keras", "mlflow", "numpy")]
+
+
+def resolve_tracking_uri(configured: str | None, launch_dir: Path) -> str:
+    """The config's URI, else $MLFLOW_TRACKING_URI, else a SQLite store under <launch dir>/mlruns."""
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{launch_dir.resolve() / 'mlruns' / 'mlflow.db'}"
+
+
+def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
+    """Points MLflow at `tracking_uri`, creating the store and experiment if needed; returns its id."""
+    artifact_location = None
+    if tracking_uri.startswith("sqlite:///"):
+        # Keep MLflow's embedded layout (database + artifact folder) together in one folder.
+        store_dir = Path(tracking_uri.removeprefix("sqlite:///")).parent
+        store_dir.mkdir(parents=True, exist_ok=True)
+        artifact_location = (store_dir / "artifacts").resolve().as_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(experiment_name, artifact_location=artifact_location)
+
+
+def flatten_config(cfg: DictConfig | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a (resolved) config under its dotted key, lists kept whole as one value."""
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    flat: dict[str, Any] = {}
+    for key, value in container.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def git_commit(directory: Path) -> str | None:
+    """HEAD of the git checkout holding `directory`, or None outside one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@dataclass(frozen=True)
+class Job:
+    """What identifies one Hydra job: its overrides, a name built from them, where it was launched."""
+
+    overrides: list[str]
+    name: str
+    launch_dir: Path
+
+
+def current_job() -> Job:
+    """The running Hydra job (outside Hydra: no overrides, named "defaults", launched here)."""
+    if not HydraConfig.initialized():
+        return Job([], "defaults", Path.cwd())
+    hc = HydraConfig.get()
+    return Job(list(hc.overrides.task), hc.job.override_dirname or "defaults", Path(hc.runtime.cwd))
+
+
+def run_tags(job: Job) -> dict[str, str]:
+    """Tags that say where a run came from and how to run it again."""
+    command = f"cd {shlex.quote(str(job.launch_dir))} && python -m mnist_tracking.train {shlex.join(job.overrides)}".rstrip()
+    tags = {"command": command}
+    commit = git_commit(job.launch_dir)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+@contextlib.contextmanager
+def tracked_run(experiment_id: str, name: str, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run that ends FINISHED, FAILED on an exception, or KILLED on Ctrl-C/SIGTERM."""
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # A plain `kill` would otherwise end the process with the run still RUNNING.
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    status = RunStatus.FINISHED
+    try:
+        yield run
+    except KeyboardInterrupt:
+        status = RunStatus.KILLED
+        raise
+    except BaseException:
+        status = RunStatus.FAILED
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        log.log(logging.INFO if status == RunStatus.FINISHED else logging.ERROR,
+                "MLflow run %s ended %s", run.info.run_id, RunStatus.to_string(status))
+        mlflow.end_run(RunStatus.to_string(status))
+
+
+def log_config(cfg: DictConfig, overrides: list[str]) -> None:
+    """Logs every config leaf as a param, and the resolved config and overrides as YAML artifacts."""
+    mlflow.log_params(flatten_config(cfg))
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+    mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))), "config/overrides.yaml")
+
+
+def ui_command(tracking_uri: str) -> str:
+    """The `mlflow ui` command that shows runs stored at `tracking_uri`."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {tracking_uri}"
+    return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}"

@@ -1,0 +1,88 @@
+"""Train one model on MNIST and record the run in MLflow.
+
+    python -m mnist_tracking.train                              # the default job (conf/config.yaml)
+    python -m mnist_tracking.train -m model=dense,mlp64         # the study: one run per model
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from mnist_tracking.checks import ConfigError, check_config
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Trains, evaluates and records one run of `cfg`; returns its final metrics (last epoch, test)."""
+    # Imported here, not at the top, so `--help` and `--cfg job` answer without loading TensorFlow.
+    import keras
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from mnist_tracking import figures, tracking
+    from mnist_tracking.callback import MlflowCallback
+    from mnist_tracking.data import load_mnist
+
+    check_config(cfg)  # bad values fail here, before anything trains or is recorded
+    job = tracking.current_job()
+    keras.backend.clear_session()  # a multirun trains many models in one process
+    keras.utils.set_random_seed(cfg.seed)
+
+    data = load_mnist(cfg.data.path, cfg.data.validation_split, cfg.data.limit_train, cfg.data.limit_test)
+    model = instantiate(cfg.model, _convert_="all")
+    model.compile(optimizer=instantiate(cfg.optimizer), loss="categorical_crossentropy", metrics=["accuracy"])
+
+    tracking_uri = tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri, job.launch_dir)
+    experiment_id = tracking.prepare_experiment(tracking_uri, cfg.mlflow.experiment_name)
+    with tracking.tracked_run(experiment_id, job.name, tracking.run_tags(job)) as run:
+        tracking.log_config(cfg, job.overrides)
+        epochs = cfg.trainer.epochs
+        callbacks = [
+            MlflowCallback(run.info.run_id),
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log.info(
+                "epoch %d/%d: %s", epoch + 1, epochs, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))),
+        ]
+        history = model.fit(
+            data.x_train, data.y_train, batch_size=cfg.data.batch_size, epochs=epochs,
+            validation_data=(data.x_val, data.y_val), callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 0,  # Keras's bar on a terminal; the log line above always
+        )
+
+        test_loss, test_accuracy = model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0)
+        mlflow.log_metrics({"test_loss": test_loss, "test_accuracy": test_accuracy})
+
+        probabilities = model.predict(data.x_test, batch_size=1024, verbose=0)
+        labels, predicted = data.y_test.argmax(axis=1), probabilities.argmax(axis=1)
+        mlflow.log_figure(figures.misclassified(data.x_test, labels, probabilities), "figures/misclassified.png")
+        mlflow.log_figure(figures.confusion_matrix(labels, predicted), "figures/confusion_matrix.png")
+        mlflow.keras.log_model(
+            model, name="model", signature=infer_signature(data.x_test[:5], probabilities[:5]),
+            pip_requirements=tracking.MODEL_REQUIREMENTS,
+        )
+
+    metrics = {key: values[-1] for key, values in history.history.items()}
+    metrics |= {"test_loss": test_loss, "test_accuracy": test_accuracy}
+    log.info("MLflow run %s: test_accuracy=%.4f val_accuracy=%.4f", run.info.run_id, test_accuracy, metrics["val_accuracy"])
+    log.info("See it with: %s  (experiment %s, run %s)", tracking.ui_command(tracking_uri), experiment_id, run.info.run_id)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Runs `train` for one Hydra job and returns `optimized_metric` for sweepers."""
+    try:
+        metrics = train(cfg)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    return metrics[cfg.optimized_metric]
+
+
+if __name__ == "__main__":
+    main()

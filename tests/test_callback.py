@@ -1,0 +1,61 @@
+"""MlflowCallback on its own, in a plain model.fit outside Hydra."""
+
+from __future__ import annotations
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+
+from mnist_tracking.callback import MlflowCallback
+from mnist_tracking.data import load_mnist
+from tests.conftest import FIXTURE
+
+
+@pytest.fixture
+def fit_args():
+    data = load_mnist(str(FIXTURE), validation_split=0.25, limit_train=400, limit_test=None)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model, data
+
+
+def test_one_point_per_epoch_for_each_metric(store, fit_args):
+    model, data = fit_args
+    mlflow.set_tracking_uri(store)
+    with mlflow.start_run() as run:
+        model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=3, verbose=0,
+                  callbacks=[MlflowCallback()])
+    client = mlflow.MlflowClient()
+    finished = client.get_run(run.info.run_id)
+    assert set(finished.data.metrics) == {"loss", "accuracy", "val_loss", "val_accuracy"}  # no validation_* copies
+    for name in finished.data.metrics:
+        history = client.get_metric_history(run.info.run_id, name)
+        assert sorted(m.step for m in history) == [0, 1, 2]
+    assert finished.data.params == {"total_params": "7850", "trainable_params": "7850"}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
+        a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert {"model_summary.txt", "figures/learning_curves.png"} <= artifacts
+    summary = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_summary.txt")
+    assert "Total params: 7,850" in summary
+
+
+def test_logs_to_an_explicit_run_and_resets_between_fits(store, fit_args):
+    model, data = fit_args
+    mlflow.set_tracking_uri(store)
+    client = mlflow.MlflowClient()
+    run_id = client.create_run(client.create_experiment("plain")).info.run_id
+    callback = MlflowCallback(run_id=run_id)
+    model.fit(data.x_train, data.y_train, epochs=2, verbose=0, callbacks=[callback])
+    assert callback.history.keys() == {"loss", "accuracy"} and len(callback.history["loss"]) == 2
+    assert len(client.get_metric_history(run_id, "loss")) == 2
+    model.fit(data.x_train, data.y_train, epochs=1, verbose=0, callbacks=[callback])
+    assert len(callback.history["loss"]) == 1
+
+
+def test_without_a_run_it_says_how_to_get_one(store, fit_args):
+    model, data = fit_args
+    mlflow.set_tracking_uri(store)
+    with pytest.raises(RuntimeError, match="mlflow.start_run"):
+        model.fit(data.x_train[:10], data.y_train[:10], epochs=1, verbose=0, callbacks=[MlflowCallback()])

@@ -1,0 +1,62 @@
+"""Every group option composes and builds; Hydra rejects unknown options with the valid ones."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import MissingConfigException
+from hydra.utils import instantiate
+
+from tests.conftest import CONF_DIR, compose_config
+
+OPTIONS = sorted(
+    (group.name, option.stem) for group in CONF_DIR.iterdir() if group.is_dir() for option in group.glob("*.yaml")
+)
+
+
+def test_every_group_has_its_options():
+    assert {("model", m) for m in ("dense", "mlp64", "mlp", "cnn")} <= set(OPTIONS)
+    assert {("optimizer", "sgd"), ("optimizer", "adam"), ("data", "mnist"), ("trainer", "default"),
+            ("mlflow", "default")} <= set(OPTIONS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS)
+def test_each_option_composes(group, option):
+    cfg = compose_config([f"{group}={option}"])
+    assert cfg[group] is not None
+    if group == "optimizer":
+        assert cfg.optimizer.learning_rate > 0
+
+
+def test_study_defaults():
+    cfg = compose_config([])
+    assert (cfg.seed, cfg.data.batch_size, cfg.data.validation_split, cfg.data.path) == (42, 32, 0.25, None)
+    assert (cfg.trainer.epochs, cfg.optimizer.learning_rate, cfg.mlflow.experiment_name) == (30, 0.01, "mnist")
+    assert cfg.mlflow.tracking_uri is None and cfg.optimized_metric == "val_accuracy"
+
+
+@pytest.mark.parametrize(("option", "params"), [("dense", 7_850), ("mlp64", 50_890), ("mlp", 109_386), ("cnn", 34_826)])
+def test_models_build_with_expected_sizes(option, params):
+    model = instantiate(compose_config([f"model={option}"]).model, _convert_="all")
+    assert model.count_params() == params
+    assert model.output_shape == (None, 10)
+
+
+def test_mlp_width_and_depth_from_hidden_units():
+    wide = instantiate(compose_config(["model=mlp", "model.hidden_units=32"]).model, _convert_="all")
+    deep = instantiate(compose_config(["model=mlp", "model.hidden_units=[32,16,8]"]).model, _convert_="all")
+    assert [layer.units for layer in wide.layers[1:]] == [32, 10]
+    assert [layer.units for layer in deep.layers[1:]] == [32, 16, 8, 10]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_optimizers_take_the_configured_learning_rate(optimizer):
+    opt = instantiate(compose_config([f"optimizer={optimizer}", "optimizer.learning_rate=0.123"]).optimizer)
+    assert opt.learning_rate.numpy() == pytest.approx(0.123)
+
+
+@pytest.mark.parametrize(("group", "valid"), [("model", "cnn\n\tdense\n\tmlp\n\tmlp64"), ("optimizer", "adam\n\tsgd")])
+def test_unknown_option_names_the_valid_ones(group, valid):
+    with pytest.raises(MissingConfigException) as info:
+        compose_config([f"{group}=nope"])
+    assert f"Could not find '{group}/nope'" in str(info.value)
+    assert valid in str(info.value)

@@ -1,0 +1,32 @@
+"""MNIST loading: scaling, one-hot labels, Keras's validation split, limits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnist_tracking.data import load_mnist
+from tests.conftest import FIXTURE
+
+
+def test_fixture_is_real_mnist():
+    raw = np.load(FIXTURE)
+    # The first ten labels of MNIST's train and test sets (shared/data/README.md).
+    assert raw["y_train"][:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert raw["y_test"][:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert FIXTURE.stat().st_size < 1_000_000
+
+
+def test_split_scaling_and_one_hot():
+    raw = np.load(FIXTURE)
+    data = load_mnist(str(FIXTURE), validation_split=0.25, limit_train=None, limit_test=None)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (1500, 500, 500)
+    assert data.x_train.dtype == np.float32 and 0.0 <= data.x_train.min() and data.x_train.max() == 1.0
+    assert data.y_train.shape == (1500, 10) and np.all(data.y_train.sum(axis=1) == 1)
+    # Validation is the last quarter of the training set, in order, as Keras's fit(validation_split=) takes it.
+    np.testing.assert_array_equal(data.y_val.argmax(axis=1), raw["y_train"][1500:])
+    np.testing.assert_allclose(data.x_val[0], raw["x_train"][1500] / 255.0, rtol=1e-6)
+
+
+def test_limits_apply_before_the_split():
+    data = load_mnist(str(FIXTURE), validation_split=0.2, limit_train=100, limit_test=30)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (80, 20, 30)

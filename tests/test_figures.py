@@ -1,0 +1,31 @@
+"""Figures render off-screen with the content the study looked at."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnist_tracking import figures
+
+
+def test_learning_curves_plot_train_and_validation():
+    fig = figures.learning_curves({"accuracy": [0.8, 0.9], "val_accuracy": [0.7, 0.85], "loss": [1.0, 0.5],
+                                   "val_loss": [1.1, 0.6]})
+    acc, loss = fig.axes[:2]
+    assert [line.get_label() for line in acc.lines] == ["train", "validation"]
+    assert list(acc.lines[1].get_ydata()) == [0.7, 0.85] and list(loss.lines[0].get_xdata()) == [1, 2]
+
+
+def test_misclassified_titles_name_true_predicted_and_probability():
+    images = np.zeros((4, 28, 28))
+    labels = np.array([1, 2, 3, 4])
+    probs = np.full((4, 10), 0.01)
+    probs[[0, 1, 2, 3], [1, 7, 3, 9]] = [0.9, 0.6, 0.8, 0.55]  # digits 1 and 3 are wrong
+    fig = figures.misclassified(images, labels, probs)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["true 2 → pred 7\np=0.60", "true 4 → pred 9\np=0.55"]
+
+
+def test_confusion_matrix_counts():
+    fig = figures.confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]))
+    counts = fig.axes[0].images[0].get_array()
+    assert counts[0, 0] == 1 and counts[0, 1] == 1 and counts.sum() == 4

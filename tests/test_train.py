@@ -1,0 +1,109 @@
+"""train(cfg) end to end on the fixture: what every run records, and how every run ends."""
+
+from __future__ import annotations
+
+import subprocess
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from mnist_tracking import figures
+from mnist_tracking.train import train
+from tests.conftest import FIXTURE, QUICK, compose_config, runs
+
+PARAMS = {"model.hidden_units": "64", "model.activation": "relu", "optimizer.learning_rate": "0.01",
+          "optimizer.momentum": "0.0", "data.batch_size": "32", "data.validation_split": "0.25",
+          "data.path": str(FIXTURE), "trainer.epochs": "2", "seed": "42", "mlflow.experiment_name": "mnist",
+          "total_params": "50890", "trainable_params": "50890"}
+ARTIFACTS = {"model_summary.txt", "config/config.yaml", "config/overrides.yaml", "figures/learning_curves.png",
+             "figures/misclassified.png", "figures/confusion_matrix.png"}
+
+
+def artifact_paths(client: mlflow.MlflowClient, run_id: str, path: str = "") -> set[str]:
+    """Every file under a run's artifact root."""
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def test_a_run_records_config_metrics_artifacts_and_model(make_cfg, store):
+    cfg = make_cfg("optimizer.learning_rate=0.01")
+    metrics = train(cfg)
+
+    [run] = runs(store)
+    client = mlflow.MlflowClient(store)
+    assert run.info.status == "FINISHED"
+    assert PARAMS.items() <= run.data.params.items()
+    assert run.data.params.keys() >= {"model._target_", "optimizer._target_", "data.limit_train", "data.limit_test",
+                                      "mlflow.tracking_uri", "optimized_metric"}
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        history = client.get_metric_history(run.info.run_id, name)
+        assert sorted(m.step for m in history) == [0, 1], name
+        assert history[-1].value == pytest.approx(metrics[name])
+    assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert not any(name.startswith("validation_") for name in run.data.metrics)
+    assert ARTIFACTS <= artifact_paths(client, run.info.run_id)
+
+    assert run.info.run_name == f"data.path={FIXTURE},mlflow.tracking_uri={store},optimizer.learning_rate=0.01,trainer.epochs=2"
+    assert run.data.tags["command"].endswith(
+        f"python -m mnist_tracking.train data.path={FIXTURE} trainer.epochs=2 mlflow.tracking_uri={store} "
+        "optimizer.learning_rate=0.01")
+    logged = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/config.yaml"))
+    assert logged == cfg
+    overrides = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/overrides.yaml"))
+    assert overrides == [*QUICK, f"mlflow.tracking_uri={store}", "optimizer.learning_rate=0.01"]
+
+
+def test_logged_model_loads_and_predicts(make_cfg, store):
+    metrics = train(make_cfg("model=dense"))
+    [run] = runs(store)
+    test = np.load(FIXTURE)
+    images = test["x_test"].astype(np.float32) / 255.0
+    mlflow.set_tracking_uri(store)
+    pyfunc_probs = np.asarray(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(images))
+    keras_probs = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model").predict(images, verbose=0)
+    assert pyfunc_probs.shape == (500, 10)
+    np.testing.assert_allclose(pyfunc_probs, keras_probs, rtol=1e-5)
+    accuracy = np.mean(pyfunc_probs.argmax(axis=1) == test["y_test"])
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_git_commit_is_tagged_inside_a_checkout(make_cfg, store, tmp_path):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    train(make_cfg("trainer.epochs=1"))
+    [run] = runs(store)
+    assert run.data.tags["mlflow.source.git.commit"] == head
+
+
+@pytest.mark.parametrize(("error", "status"), [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
+def test_a_run_that_breaks_is_never_left_running(make_cfg, store, monkeypatch, error, status):
+    def explode(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(figures, "misclassified", explode)
+    with pytest.raises(type(error)):
+        train(make_cfg("trainer.epochs=1"))
+    [run] = runs(store)
+    assert run.info.status == status
+    assert len(mlflow.MlflowClient(store).get_metric_history(run.info.run_id, "val_accuracy")) == 1
+
+
+def test_default_store_is_mlruns_in_the_launch_dir(store, tmp_path):
+    train(compose_config([*QUICK, "trainer.epochs=1"]))
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+    [run] = runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert run.info.artifact_uri.startswith((tmp_path / "mlruns" / "artifacts").as_uri())
+
+
+def test_tracking_uri_env_wins_over_the_default(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    train(compose_config([*QUICK, "trainer.epochs=1", "mlflow.experiment_name=from-env"]))
+    assert len(runs(store, "from-env")) == 1
+    assert not (tmp_path / "mlruns").exists()
