@@ -14,6 +14,9 @@ from mnist_tracking.checks import ConfigError
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 10
+# MNIST's training-set pixel mean and standard deviation after scaling to [0, 1] (the usual constants).
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+NORMALIZATIONS = ("standard", "unit")
 ARRAYS = {  # name -> (shape after the first axis, dtype), Keras's mnist.npz layout
     "x_train": ((28, 28), np.uint8),
     "y_train": ((), np.uint8),
@@ -24,7 +27,7 @@ ARRAYS = {  # name -> (shape after the first axis, dtype), Keras's mnist.npz lay
 
 @dataclass(frozen=True)
 class MnistData:
-    """Images as float32 in [0, 1] of shape (n, 28, 28); labels one-hot float32 (n, 10)."""
+    """Images as float32 of shape (n, 28, 28), normalized; labels one-hot float32 (n, 10)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -76,15 +79,24 @@ def _read_keras_cache() -> dict[str, np.ndarray]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def _prepare(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return x.astype(np.float32) / 255.0, np.eye(NUM_CLASSES, dtype=np.float32)[y]
+def _prepare(x: np.ndarray, y: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
+    x = x.astype(np.float32) / 255.0
+    if normalization == "standard":
+        x = (x - MNIST_MEAN) / MNIST_STD
+    return x, np.eye(NUM_CLASSES, dtype=np.float32)[y]
 
 
-def load_mnist(path: str | None, validation_split: float, limit_train: int | None, limit_test: int | None) -> MnistData:
-    """Loads MNIST and holds out the last `validation_split` of the (limited) training set."""
+def load_mnist(path: str | None, normalization: str, validation_split: float, limit_train: int | None,
+               limit_test: int | None) -> MnistData:
+    """Loads MNIST and holds out the last `validation_split` of the (limited) training set.
+
+    `normalization`: "unit" scales pixels to [0, 1]; "standard" then subtracts MNIST's mean and divides by its std.
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ConfigError(f"data.normalization={normalization!r} is invalid: use one of {', '.join(NORMALIZATIONS)}.")
     arrays = _read_keras_cache() if path is None else _read_npz(Path(path).expanduser())
-    x_train, y_train = _prepare(arrays["x_train"][:limit_train], arrays["y_train"][:limit_train])
-    x_test, y_test = _prepare(arrays["x_test"][:limit_test], arrays["y_test"][:limit_test])
+    x_train, y_train = _prepare(arrays["x_train"][:limit_train], arrays["y_train"][:limit_train], normalization)
+    x_test, y_test = _prepare(arrays["x_test"][:limit_test], arrays["y_test"][:limit_test], normalization)
     # Keras's fit(validation_split=v) keeps the last v of the data, before any shuffling: the study's split.
     n_train = int(len(x_train) * (1 - validation_split))
     if n_train < 1 or n_train == len(x_train):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import shlex
@@ -21,6 +23,9 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+
+SWEEP_TAG = "sweep"  # "true" on a multirun's parent run
+CONFIG_HASH_TAG = "config_hash"
 
 # Given to MLflow so it does not infer them in a subprocess (~12 s a model on this machine).
 MODEL_REQUIREMENTS = [f"{name}=={version(name)}" for name in ("tensorflow", "keras", "mlflow", "numpy")]
@@ -79,24 +84,48 @@ class Job:
     overrides: list[str]
     name: str
     launch_dir: Path
+    parallel_jobs: int  # jobs that run at once beside this one (joblib's n_jobs), 1 when serial
 
 
 def current_job() -> Job:
     """The running Hydra job (outside Hydra: no overrides, named "defaults", launched here)."""
     if not HydraConfig.initialized():
-        return Job([], "defaults", Path.cwd())
+        return Job([], "defaults", Path.cwd(), 1)
     hc = HydraConfig.get()
-    return Job(list(hc.overrides.task), hc.job.override_dirname or "defaults", Path(hc.runtime.cwd))
+    n_jobs = hc.launcher.get("n_jobs") or 1  # only joblib's launcher has n_jobs; -1 means one per core
+    parallel = (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+    # Keys that Hydra leaves out of the job's name (the sweep's parent run id) are left out of its command too.
+    excluded = set(hc.job.config.override_dirname.exclude_keys)
+    overrides = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded]
+    return Job(overrides, hc.job.override_dirname or "defaults", Path(hc.runtime.cwd), parallel)
 
 
-def run_tags(job: Job) -> dict[str, str]:
-    """Tags that say where a run came from and how to run it again."""
+def config_hash(cfg: DictConfig) -> str:
+    """A hash of what determines a job's result: the resolved config less where and how it is tracked."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("mlflow", "sweep"):
+        container.pop(key, None)
+    return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_tags(job: Job, cfg: DictConfig) -> dict[str, str]:
+    """Tags that say where a run came from, how to run it again, and which sweep it belongs to."""
     command = f"cd {shlex.quote(str(job.launch_dir))} && python -m mnist_tracking.train {shlex.join(job.overrides)}".rstrip()
-    tags = {"command": command}
+    tags = {"command": command, "overrides": json.dumps(job.overrides), CONFIG_HASH_TAG: config_hash(cfg)}
+    if cfg.mlflow.get("parent_run_id"):
+        tags["mlflow.parentRunId"] = cfg.mlflow.parent_run_id
     commit = git_commit(job.launch_dir)
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return tags
+
+
+def find_finished_run(experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
+    """The latest FINISHED run in the experiment whose config hash matches `cfg`'s."""
+    found = mlflow.MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0] if found else None
 
 
 @contextlib.contextmanager

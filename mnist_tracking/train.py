@@ -7,13 +7,23 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
 import sys
+from typing import TYPE_CHECKING
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mnist_tracking.checks import ConfigError, check_config
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+    from mnist_tracking.tracking import Job
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +41,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     check_config(cfg)  # bad values fail here, before anything trains or is recorded
     job = tracking.current_job()
+    _set_threads(job)
     keras.backend.clear_session()  # a multirun trains many models in one process
     keras.utils.set_random_seed(cfg.seed)
-
-    data = load_mnist(cfg.data.path, cfg.data.validation_split, cfg.data.limit_train, cfg.data.limit_test)
-    model = instantiate(cfg.model, _convert_="all")
-    model.compile(optimizer=instantiate(cfg.optimizer), loss="categorical_crossentropy", metrics=["accuracy"])
+    data = load_mnist(cfg.data.path, cfg.data.normalization, cfg.data.validation_split, cfg.data.limit_train,
+                      cfg.data.limit_test)
 
     tracking_uri = tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri, job.launch_dir)
     experiment_id = tracking.prepare_experiment(tracking_uri, cfg.mlflow.experiment_name)
-    with tracking.tracked_run(experiment_id, job.name, tracking.run_tags(job)) as run:
+    if cfg.sweep.skip_finished and (done := tracking.find_finished_run(experiment_id, cfg)) is not None:
+        return _reuse(done, cfg.mlflow.parent_run_id, job)
+
+    with tracking.tracked_run(experiment_id, job.name, tracking.run_tags(job, cfg)) as run:
+        # Built inside the run: a model or optimizer that Keras rejects leaves a FAILED run that says why.
+        model = instantiate(cfg.model, _convert_="all")
+        model.compile(optimizer=instantiate(cfg.optimizer), loss="categorical_crossentropy", metrics=["accuracy"])
         tracking.log_config(cfg, job.overrides)
         epochs = cfg.trainer.epochs
         callbacks = [
@@ -73,6 +88,33 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def _reuse(run: Run, parent_run_id: str | None, job: Job) -> dict[str, float]:
+    """Skips a job that already has a FINISHED run: links that run to the sweep and returns its metrics."""
+    import mlflow
+
+    from mnist_tracking.report import REUSED_TAG_PREFIX
+
+    log.info("Skipping %s: run %s already FINISHED with the same config", job.name, run.info.run_id)
+    if parent_run_id:
+        mlflow.MlflowClient().set_tag(parent_run_id, REUSED_TAG_PREFIX + run.info.run_id, job.name)
+    return dict(run.data.metrics)
+
+
+def _set_threads(job: Job) -> None:
+    """Shares the cores between the parallel jobs of a joblib sweep (TensorFlow would give each all of them)."""
+    if job.parallel_jobs <= 1:
+        return
+    import tensorflow as tf
+
+    threads = max(1, (os.cpu_count() or 1) // job.parallel_jobs)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # a reused worker process whose TensorFlow is already initialized keeps its setting
+        return
+    log.info("%d parallel jobs: %d TensorFlow threads each", job.parallel_jobs, threads)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Runs `train` for one Hydra job and returns `optimized_metric` for sweepers."""
@@ -81,6 +123,12 @@ def main(cfg: DictConfig) -> float:
     except ConfigError as exc:
         log.error("%s", exc)
         sys.exit(2)
+    except Exception:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        # One failing job must not end the sweep: its run is FAILED and the sweep's report lists it.
+        log.exception("Job %s failed", HydraConfig.get().job.override_dirname)
+        return math.nan
     return metrics[cfg.optimized_metric]
 
 

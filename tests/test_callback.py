@@ -14,7 +14,7 @@ from tests.conftest import FIXTURE
 
 @pytest.fixture
 def fit_args():
-    data = load_mnist(str(FIXTURE), validation_split=0.25, limit_train=400, limit_test=None)
+    data = load_mnist(str(FIXTURE), "standard", validation_split=0.25, limit_train=400, limit_test=None)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])

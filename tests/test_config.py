@@ -31,7 +31,7 @@ def test_study_defaults():
     cfg = compose_config([])
     assert (cfg.seed, cfg.data.batch_size, cfg.data.validation_split, cfg.data.path) == (42, 32, 0.25, None)
     assert (cfg.trainer.epochs, cfg.optimizer.learning_rate, cfg.mlflow.experiment_name) == (30, 0.01, "mnist")
-    assert cfg.mlflow.tracking_uri is None and cfg.optimized_metric == "val_accuracy"
+    assert cfg.data.normalization == "standard" and cfg.mlflow.tracking_uri is None and cfg.optimized_metric == "val_accuracy"
 
 
 @pytest.mark.parametrize(("option", "params"), [("dense", 7_850), ("mlp64", 50_890), ("mlp", 109_386), ("cnn", 34_826)])

@@ -18,7 +18,7 @@ def test_fixture_is_real_mnist():
 
 def test_split_scaling_and_one_hot():
     raw = np.load(FIXTURE)
-    data = load_mnist(str(FIXTURE), validation_split=0.25, limit_train=None, limit_test=None)
+    data = load_mnist(str(FIXTURE), "unit", validation_split=0.25, limit_train=None, limit_test=None)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (1500, 500, 500)
     assert data.x_train.dtype == np.float32 and 0.0 <= data.x_train.min() and data.x_train.max() == 1.0
     assert data.y_train.shape == (1500, 10) and np.all(data.y_train.sum(axis=1) == 1)
@@ -27,6 +27,13 @@ def test_split_scaling_and_one_hot():
     np.testing.assert_allclose(data.x_val[0], raw["x_train"][1500] / 255.0, rtol=1e-6)
 
 
+def test_standard_normalization_uses_mnist_mean_and_std():
+    unit = load_mnist(str(FIXTURE), "unit", validation_split=0.25, limit_train=None, limit_test=None)
+    standard = load_mnist(str(FIXTURE), "standard", validation_split=0.25, limit_train=None, limit_test=None)
+    np.testing.assert_allclose(standard.x_test, (unit.x_test - 0.1307) / 0.3081, rtol=1e-5, atol=1e-6)
+    assert abs(standard.x_train.mean()) < 0.05 and abs(standard.x_train.std() - 1) < 0.05  # real MNIST statistics
+
+
 def test_limits_apply_before_the_split():
-    data = load_mnist(str(FIXTURE), validation_split=0.2, limit_train=100, limit_test=30)
+    data = load_mnist(str(FIXTURE), "standard", validation_split=0.2, limit_train=100, limit_test=30)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (80, 20, 30)

@@ -1,0 +1,23 @@
+# The README's two commands: `make study` installs and runs the study, `make test` installs and runs every test.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?=#         a local mnist.npz (e.g. ../shared/data/mnist.npz); empty: Keras's cache, downloaded when absent
+ARGS ?=#         more Hydra overrides for `make study`
+PYTEST_ARGS ?=#  e.g. PYTEST_ARGS='-m "not slow"' for the fast subset
+
+.PHONY: install study test
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+study: install
+	$(PY) -m mnist_tracking.train -m model=dense,mlp64 $(if $(DATA),data.path=$(DATA)) $(ARGS)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,141 @@
+"""Sweep reports from the tracking store: a table of a sweep's jobs and their validation curves.
+
+    python -m mnist_tracking.report                    # the latest sweep in ./mlruns (or $MLFLOW_TRACKING_URI)
+    python -m mnist_tracking.report --sweep <parent run id> --out sweep-report/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mnist_tracking.tracking import SWEEP_TAG, resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+
+CURVES = ("val_accuracy", "val_loss")
+REUSED_TAG_PREFIX = "reused_run."  # on a parent: a FINISHED run of an earlier sweep that stands for a skipped job
+
+
+@dataclass
+class SweepReport:
+    """One sweep's jobs (a row each, best first) and each job's per-epoch validation curves."""
+
+    parent: mlflow.entities.Run
+    table: pd.DataFrame
+    curves: dict[str, dict[str, list[float]]]  # metric -> job label -> values per epoch
+
+    @property
+    def best(self) -> pd.Series | None:
+        finished = self.table[self.table["status"] == "FINISHED"]
+        return None if finished.empty else finished.iloc[0]
+
+
+def lower_is_better(metric: str) -> bool:
+    return "loss" in metric
+
+
+def swept_keys(parent: mlflow.entities.Run) -> list[str]:
+    return json.loads(parent.data.tags.get("swept_keys", "[]"))
+
+
+def _job_values(run: mlflow.entities.Run, keys: list[str]) -> dict[str, str]:
+    """The swept keys' values for one job, from its overrides tag, else its params."""
+    overrides = dict(item.split("=", 1) for item in json.loads(run.data.tags.get("overrides", "[]")) if "=" in item)
+    return {key: overrides.get(key, run.data.params.get(key, "")) for key in keys}
+
+
+def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport:
+    """Collects a sweep's child runs and the earlier runs it reused, sorted by its optimized metric."""
+    parent = client.get_run(parent_run_id)
+    metric = parent.data.tags.get("optimized_metric", "val_accuracy")
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10_000)
+    reused = [client.get_run(key.removeprefix(REUSED_TAG_PREFIX))
+              for key in parent.data.tags if key.startswith(REUSED_TAG_PREFIX)]
+    keys = swept_keys(parent)
+    rows, curves = [], {name: {} for name in CURVES}
+    for run in [*children, *reused]:
+        values = _job_values(run, keys)
+        label = ",".join(f"{k}={v}" for k, v in values.items()) or run.info.run_name
+        end = run.info.end_time or run.info.start_time
+        rows.append({
+            **values,
+            "val_accuracy": run.data.metrics.get("val_accuracy"),
+            "val_loss": run.data.metrics.get("val_loss"),
+            "test_accuracy": run.data.metrics.get("test_accuracy"),
+            "epochs": len(client.get_metric_history(run.info.run_id, "val_loss")),
+            "wall_time_s": round((end - run.info.start_time) / 1000, 1),
+            "run_id": run.info.run_id,
+            "status": run.info.status,
+            "reused": run.info.run_id in {r.info.run_id for r in reused},
+        })
+        for name in CURVES:
+            curves[name][label] = [m.value for m in sorted(client.get_metric_history(run.info.run_id, name),
+                                                           key=lambda m: m.step)]
+    columns = [*keys, "val_accuracy", "val_loss", "test_accuracy", "epochs", "wall_time_s", "run_id", "status", "reused"]
+    table = pd.DataFrame(rows, columns=columns)
+    if not table.empty:
+        table = table.sort_values(metric, ascending=lower_is_better(metric), na_position="last", kind="stable")
+    return SweepReport(parent, table.reset_index(drop=True), curves)
+
+
+def curves_figure(curves: dict[str, list[float]], metric: str, title: str) -> Figure:
+    """Every job's per-epoch curve of `metric` on one axes, labeled by its swept values."""
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    for label, values in curves.items():
+        if values:
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+    ax.set(title=title, xlabel="epoch", ylabel=metric)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def latest_sweep(client: mlflow.MlflowClient, experiment_name: str) -> str:
+    """The run id of the most recently started sweep parent in the experiment."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    found = [] if experiment is None else client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.{SWEEP_TAG} = 'true'", order_by=["attributes.start_time DESC"],
+        max_results=1)
+    if not found:
+        raise SystemExit(f"No sweep found in experiment {experiment_name!r}: run one with `python -m mnist_tracking.train -m ...`.")
+    return found[0].info.run_id
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Rebuilds a sweep's report from the tracking store: prints the table, writes CSV and figures."""
+    parser = argparse.ArgumentParser(prog="python -m mnist_tracking.report", description=main.__doc__)
+    parser.add_argument("--sweep", help="the sweep's parent run id (default: the latest sweep)")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db")
+    parser.add_argument("--experiment", default="mnist", help="where to look for the latest sweep (default: mnist)")
+    parser.add_argument("--out", type=Path, help="folder for summary.csv and the figures (default: sweep-report/<id>)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    client = mlflow.MlflowClient(resolve_tracking_uri(args.tracking_uri, Path.cwd()))
+    parent_id = args.sweep or latest_sweep(client, args.experiment)
+    report = build_report(client, parent_id)
+    out = args.out or Path("sweep-report") / parent_id
+    out.mkdir(parents=True, exist_ok=True)
+    report.table.to_csv(out / "summary.csv", index=False)
+    for metric in CURVES:
+        curves_figure(report.curves[metric], metric, f"sweep {parent_id}: {metric}").savefig(out / f"{metric}.png")
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(f"Sweep {parent_id} ({report.parent.info.status}), {len(report.table)} jobs, best first:")
+        print(report.table.to_string(index=False))
+    log.info("Wrote %s, %s and %s", out / "summary.csv", out / "val_accuracy.png", out / "val_loss.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

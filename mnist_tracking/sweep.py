@@ -1,0 +1,135 @@
+"""A Hydra callback that makes a multirun one MLflow experiment: a parent run, nested jobs, a report."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import math
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from mlflow.entities import RunStatus
+from omegaconf import DictConfig, open_dict, read_write
+
+from mnist_tracking import report, tracking
+
+log = logging.getLogger(__name__)
+
+
+def _quoted(value: str) -> str:
+    """A Hydra override value that survives any characters (commas, spaces, quotes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def swept_values(config: DictConfig) -> dict[str, str]:
+    """What the sweep varies: command-line sweeps (`a=1,2`) and `hydra.sweeper.params` (grid or search space)."""
+    swept = {}
+    for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+        if override.is_sweep_override():
+            swept[override.get_key_element()] = ",".join(override.sweep_string_iterator())
+    params = config.hydra.sweeper.get("params") or {}
+    swept.update({key: str(value) for key, value in params.items()})
+    return swept
+
+
+class MlflowSweepCallback(Callback):
+    """Opens a parent run when a multirun starts and writes the sweep report on it when the sweep ends.
+
+    Jobs find the parent through their own config (`mlflow.parent_run_id`, `mlflow.tracking_uri`),
+    which this callback adds to the sweep's overrides, so jobs in other processes or on other
+    machines nest under it too. The store and experiment are created here, once, before any job.
+    """
+
+    def __init__(self) -> None:
+        self.parent_run_id: str | None = None
+        self.tracking_uri: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        launch_dir = Path(config.hydra.runtime.cwd)
+        self.tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
+        experiment_id = tracking.prepare_experiment(self.tracking_uri, config.mlflow.experiment_name)
+        swept = swept_values(config)
+        command = f"cd {shlex.quote(str(launch_dir))} && python -m mnist_tracking.train {shlex.join(sys.argv[1:])}"
+        tags = {
+            tracking.SWEEP_TAG: "true", "command": command, "swept_keys": json.dumps(list(swept)),
+            "optimized_metric": config.optimized_metric, "sweeper": config.hydra.sweeper._target_,
+            "launcher": config.hydra.launcher._target_,
+        }
+        commit = tracking.git_commit(launch_dir)
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        client = mlflow.MlflowClient()
+        name = "sweep " + " ".join(f"{k}={v}" for k, v in swept.items())
+        self.parent_run_id = client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
+        client.log_batch(self.parent_run_id, params=[mlflow.entities.Param(f"swept.{k}", v[:6000])
+                                                     for k, v in swept.items()])
+        # Jobs get both through their own config, which launchers ship to other processes and machines.
+        with read_write(config.hydra.overrides), open_dict(config.hydra.overrides):
+            config.hydra.overrides.hydra.append(f"mlflow.parent_run_id={self.parent_run_id}")
+            if not config.mlflow.tracking_uri:  # the resolved default or $MLFLOW_TRACKING_URI of this shell
+                config.hydra.overrides.hydra.append(
+                    f"++hydra.job.env_set.MLFLOW_TRACKING_URI={_quoted(self.tracking_uri)}")
+        # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed.
+        atexit.register(self._close, RunStatus.FAILED)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+        log.info("Sweep parent run %s in %s", self.parent_run_id, self.tracking_uri)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        client = mlflow.MlflowClient(self.tracking_uri)
+        sweep = report.build_report(client, self.parent_run_id)
+        table = sweep.table
+        client.log_param(self.parent_run_id, "jobs", len(table))
+        failed = table[table["status"] != "FINISHED"]
+        client.log_table(self.parent_run_id, data=table, artifact_file="sweep/summary.json")
+        client.log_text(self.parent_run_id, table.to_csv(index=False), "sweep/summary.csv")
+        for metric in report.CURVES:
+            figure = report.curves_figure(sweep.curves[metric], metric, f"{metric} per epoch, every job")
+            client.log_figure(self.parent_run_id, figure, f"sweep/{metric}.png")
+        if len(failed):
+            client.set_tag(self.parent_run_id, "failed_jobs", json.dumps(failed["run_id"].tolist()))
+        best = sweep.best
+        if best is not None:
+            self._record_best(client, config, best, report.swept_keys(sweep.parent))
+        status = RunStatus.FAILED if len(failed) else RunStatus.FINISHED
+        self._close(status)
+        log.info("Sweep %s: %d jobs, %d failed; best run %s", self.parent_run_id, len(table), len(failed),
+                 None if best is None else best["run_id"])
+        if len(failed):
+            raise RuntimeError(f"{len(failed)} of {len(table)} sweep jobs failed (runs {', '.join(failed['run_id'])}); "
+                               f"the report on parent run {self.parent_run_id} covers the others.")
+
+    def _record_best(self, client: mlflow.MlflowClient, config: DictConfig, best: Any, keys: list[str]) -> None:
+        metric = config.optimized_metric
+        client.set_tag(self.parent_run_id, "best_run_id", best["run_id"])
+        for key in keys:
+            client.set_tag(self.parent_run_id, f"best.{key}", str(best[key]))
+        if best.get(metric) is not None and not math.isnan(best[metric]):
+            client.log_metric(self.parent_run_id, f"best_{metric}", float(best[metric]))
+        if config.sweep.register_best:
+            models = client.search_logged_models([client.get_run(best["run_id"]).info.experiment_id],
+                                                 filter_string=f"source_run_id = '{best['run_id']}'")
+            if not models:
+                log.warning("Best run %s has no logged model to register", best["run_id"])
+                return
+            version = mlflow.register_model(models[0].model_uri, config.sweep.registered_model_name)
+            client.set_tag(self.parent_run_id, "registered_model", f"{version.name}/{version.version}")
+
+    def _close(self, status: int) -> None:
+        """Ends the parent run once; later calls (the atexit hook after a normal end) do nothing."""
+        if self.parent_run_id is None:
+            return
+        try:
+            run = mlflow.MlflowClient(self.tracking_uri).get_run(self.parent_run_id)
+            if run.info.status == "RUNNING":
+                mlflow.MlflowClient(self.tracking_uri).set_terminated(self.parent_run_id, RunStatus.to_string(status))
+        except Exception:  # at exit, the store may be gone; say so rather than hide it
+            log.exception("Could not close sweep parent run %s", self.parent_run_id)

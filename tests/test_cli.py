@@ -1,0 +1,98 @@
+"""The real command in a subprocess: the study sweep, bad input, offline data, being killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import FIXTURE, runs
+from tests.test_train import ARTIFACTS, artifact_paths
+
+pytestmark = pytest.mark.slow
+
+
+def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    """Starts `python -m mnist_tracking.train ARGS` in `cwd` with Hydra's outputs kept under it."""
+    base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_tracking.train", *args, f"hydra.run.dir={cwd}/outputs",
+         f"hydra.sweep.dir={cwd}/multirun"],
+        cwd=cwd, env={**base, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    proc = cli(args, cwd, env)
+    out, _ = proc.communicate(timeout=600)
+    return proc.returncode, out
+
+
+def test_study_sweep_records_two_complete_runs(tmp_path):
+    code, out = run_cli(["-m", "model=dense,mlp64", "trainer.epochs=2", f"data.path={FIXTURE}"], tmp_path)
+    assert code == 0, out
+    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"  # the default: mlruns/ in the launch dir
+    all_runs = runs(store)
+    [parent] = [r for r in all_runs if r.data.tags.get("sweep") == "true"]
+    found = {r.data.params["model.hidden_units"]: r for r in all_runs if r.info.run_id != parent.info.run_id}
+    assert found.keys() == {"[]", "64"}
+    client = mlflow.MlflowClient(store)
+    for hidden, params in (("[]", "7850"), ("64", "50890")):
+        run = found[hidden]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert {"optimizer.learning_rate": "0.01", "data.batch_size": "32", "trainer.epochs": "2", "seed": "42",
+                "total_params": params}.items() <= run.data.params.items()
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [0, 1]
+        assert {"test_loss", "test_accuracy"} <= run.data.metrics.keys()
+        assert ARTIFACTS <= artifact_paths(client, run.info.run_id)
+        [model] = client.search_logged_models([run.info.experiment_id],
+                                              filter_string=f"source_run_id = '{run.info.run_id}'")
+        assert model.name == "model"
+        assert run.info.run_id in out
+    assert found["[]"].info.run_name == f"data.path={FIXTURE},model=dense,trainer.epochs=2"
+    assert f"See it with: mlflow ui --backend-store-uri {store}" in out
+    assert "epoch 2/2: accuracy=" in out
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["optimizer.learning_rate=-1"], 2, "optimizer.learning_rate=-1 is invalid: use a number > 0"),
+    (["model=resnet"], 1, "Could not find 'model/resnet'"),
+    (["data.path=missing.npz"], 2, "data.path='missing.npz' is invalid: no such file"),
+])
+def test_bad_input_exits_with_a_clear_message_and_no_run(tmp_path, args, code, message):
+    returncode, out = run_cli([f"data.path={FIXTURE}", *args], tmp_path)
+    assert returncode == code, out
+    assert message in out
+    assert "Traceback" not in out
+    assert runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}") == []
+
+
+def test_offline_without_cached_data_names_data_path(tmp_path):
+    offline = {"KERAS_HOME": str(tmp_path / "keras"), "HOME": str(tmp_path),  # an empty Keras cache
+               "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
+    returncode, out = run_cli(["data.path=null"], tmp_path, offline)
+    assert returncode == 2, out
+    assert "MNIST is not in Keras's cache" in out and "set data.path=/path/to/mnist.npz" in out
+    assert runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}") == []
+
+
+def test_sigterm_marks_the_run_killed(tmp_path):
+    proc = cli([f"data.path={FIXTURE}", "trainer.epochs=500"], tmp_path)
+    try:
+        for line in proc.stdout:  # wait until training is under way
+            if "epoch 2/500" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    [run] = runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert run.info.status == "KILLED", out
+    assert "ended KILLED" in out
