@@ -6,7 +6,6 @@ import atexit
 import json
 import logging
 import math
-import shlex
 import signal
 import sys
 import threading
@@ -57,15 +56,11 @@ class MlflowSweepCallback(Callback):
         self.tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
         experiment_id = tracking.prepare_experiment(self.tracking_uri, config.mlflow.experiment_name)
         swept = swept_values(config)
-        command = f"cd {shlex.quote(str(launch_dir))} && python -m mnist_tracking.train {shlex.join(sys.argv[1:])}"
         tags = {
-            tracking.SWEEP_TAG: "true", "command": command, "swept_keys": json.dumps(list(swept)),
-            "optimized_metric": config.optimized_metric, "sweeper": config.hydra.sweeper._target_,
-            "launcher": config.hydra.launcher._target_,
+            **tracking.source_tags(launch_dir, sys.argv[1:]), tracking.SWEEP_TAG: "true",
+            "swept_keys": json.dumps(list(swept)), "optimized_metric": config.optimized_metric,
+            "sweeper": config.hydra.sweeper._target_, "launcher": config.hydra.launcher._target_,
         }
-        commit = tracking.git_commit(launch_dir)
-        if commit:
-            tags["mlflow.source.git.commit"] = commit
         client = mlflow.MlflowClient()
         name = "sweep " + " ".join(f"{k}={v}" for k, v in swept.items())
         self.parent_run_id = client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
@@ -78,7 +73,7 @@ class MlflowSweepCallback(Callback):
                 config.hydra.overrides.hydra.append(
                     f"++hydra.job.env_set.MLFLOW_TRACKING_URI={_quoted(self.tracking_uri)}")
         # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed.
-        atexit.register(self._close, RunStatus.FAILED)
+        atexit.register(self._close_at_exit)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.default_int_handler)
         log.info("Sweep parent run %s in %s", self.parent_run_id, self.tracking_uri)
@@ -104,8 +99,10 @@ class MlflowSweepCallback(Callback):
         log.info("Sweep %s: %d jobs, %d failed; best run %s", self.parent_run_id, len(table), len(failed),
                  None if best is None else best["run_id"])
         if len(failed):
-            raise RuntimeError(f"{len(failed)} of {len(table)} sweep jobs failed (runs {', '.join(failed['run_id'])}); "
-                               f"the report on parent run {self.parent_run_id} covers the others.")
+            log.error("%d of %d sweep jobs failed (runs %s); the report on parent run %s covers the others.",
+                      len(failed), len(table), ", ".join(failed["run_id"]), self.parent_run_id)
+            # Hydra turns a callback's exceptions into warnings; the sweep's exit status must still say it failed.
+            raise SystemExit(1)
 
     def _record_best(self, client: mlflow.MlflowClient, config: DictConfig, best: Any, keys: list[str]) -> None:
         metric = config.optimized_metric
@@ -122,6 +119,11 @@ class MlflowSweepCallback(Callback):
                 return
             version = mlflow.register_model(models[0].model_uri, config.sweep.registered_model_name)
             client.set_tag(self.parent_run_id, "registered_model", f"{version.name}/{version.version}")
+
+    def _close_at_exit(self) -> None:
+        """KILLED after Ctrl-C or SIGTERM, FAILED after any other early end; nothing after a normal end."""
+        last = getattr(sys, "last_type", None)  # set when an uncaught exception ended the program
+        self._close(RunStatus.KILLED if last is not None and issubclass(last, KeyboardInterrupt) else RunStatus.FAILED)
 
     def _close(self, status: int) -> None:
         """Ends the parent run once; later calls (the atexit hook after a normal end) do nothing."""

@@ -12,9 +12,9 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any
 
 import mlflow
@@ -108,15 +108,21 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_tags(job: Job, cfg: DictConfig) -> dict[str, str]:
-    """Tags that say where a run came from, how to run it again, and which sweep it belongs to."""
-    command = f"cd {shlex.quote(str(job.launch_dir))} && python -m mnist_tracking.train {shlex.join(job.overrides)}".rstrip()
-    tags = {"command": command, "overrides": json.dumps(job.overrides), CONFIG_HASH_TAG: config_hash(cfg)}
-    if cfg.mlflow.get("parent_run_id"):
-        tags["mlflow.parentRunId"] = cfg.mlflow.parent_run_id
-    commit = git_commit(job.launch_dir)
+def source_tags(launch_dir: Path, args: list[str]) -> dict[str, str]:
+    """The command that runs `args` again from `launch_dir`, and the git commit there when it is a checkout."""
+    tags = {"command": f"cd {shlex.quote(str(launch_dir))} && python -m mnist_tracking.train {shlex.join(args)}".rstrip()}
+    commit = git_commit(launch_dir)
     if commit:
         tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def run_tags(job: Job, cfg: DictConfig) -> dict[str, str]:
+    """Tags that say where a run came from, how to run it again, and which sweep it belongs to."""
+    tags = {**source_tags(job.launch_dir, job.overrides), "overrides": json.dumps(job.overrides),
+            CONFIG_HASH_TAG: config_hash(cfg)}
+    if cfg.mlflow.get("parent_run_id"):
+        tags["mlflow.parentRunId"] = cfg.mlflow.parent_run_id
     return tags
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
@@ -22,7 +23,8 @@ def test_every_group_has_its_options():
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
 def test_each_option_composes(group, option):
     cfg = compose_config([f"{group}={option}"])
-    assert cfg[group] is not None
+    if group != "hparams_search":  # a search is a global overlay, not a node of its own
+        assert cfg[group] is not None
     if group == "optimizer":
         assert cfg.optimizer.learning_rate > 0
 
@@ -60,3 +62,15 @@ def test_unknown_option_names_the_valid_ones(group, valid):
         compose_config([f"{group}=nope"])
     assert f"Could not find '{group}/nope'" in str(info.value)
     assert valid in str(info.value)
+
+
+def test_optuna_search_space():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 42
+    assert sweeper.direction == "maximize" and cfg.optimized_metric == "val_accuracy"
+    assert sweeper.params == {"optimizer.learning_rate": "tag(log, interval(0.001, 0.3))",
+                              "model.hidden_units": "choice(32, 64, 128, 256)", "data.batch_size": "choice(32, 64, 128)"}
+    assert cfg.hydra.callbacks.mlflow_sweep._target_ == "mnist_tracking.sweep.MlflowSweepCallback"

@@ -1,0 +1,172 @@
+"""Sweeps as experiments: a parent run with nested jobs and a report; joblib, Optuna, resume, failures."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+
+from tests.conftest import FIXTURE, runs
+from tests.test_cli import cli, run_cli
+from tests.test_train import ARTIFACTS, artifact_paths
+
+pytestmark = pytest.mark.slow
+GRID = ["-m", "model=dense,mlp64", "optimizer.learning_rate=0.01,0.1", "trainer.epochs=1", f"data.path={FIXTURE}"]
+
+
+def store_of(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+
+def sweep_runs(store: str) -> tuple[list[mlflow.entities.Run], dict[str, list[mlflow.entities.Run]]]:
+    """The sweep parents (oldest first) and each parent's children."""
+    everything = runs(store)
+    parents = sorted((r for r in everything if r.data.tags.get("sweep") == "true"), key=lambda r: r.info.start_time)
+    children = {p.info.run_id: [r for r in everything if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
+                for p in parents}
+    return parents, children
+
+
+def assert_complete_child(client: mlflow.MlflowClient, run: mlflow.entities.Run, epochs: int = 1) -> None:
+    assert run.info.status == "FINISHED"
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert len(client.get_metric_history(run.info.run_id, name)) == epochs, name
+    assert {"test_accuracy", "test_loss"} <= run.data.metrics.keys()
+    assert ARTIFACTS <= artifact_paths(client, run.info.run_id)
+
+
+def report_table(client: mlflow.MlflowClient, parent_id: str) -> pd.DataFrame:
+    return pd.read_csv(client.download_artifacts(parent_id, "sweep/summary.csv"))
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """One 4-job grid sweep, shared by the tests that read it."""
+    tmp_path = tmp_path_factory.mktemp("grid")
+    code, out = run_cli(GRID, tmp_path)
+    assert code == 0, out
+    return tmp_path
+
+
+def test_grid_sweep_nests_jobs_under_one_parent_with_a_report(grid):
+    store = store_of(grid)
+    [parent], children = sweep_runs(store)
+    jobs = children[parent.info.run_id]
+    client = mlflow.MlflowClient(store)
+    assert len(jobs) == 4 and len(runs(store)) == 5
+    for job in jobs:
+        assert_complete_child(client, job)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["swept.model"] == "dense,mlp64"
+    assert parent.data.params["swept.optimizer.learning_rate"] == "0.01,0.1"
+    assert parent.data.params["jobs"] == "4"
+    assert "-m model=dense,mlp64 optimizer.learning_rate=0.01,0.1" in parent.data.tags["command"]
+
+    table = report_table(client, parent.info.run_id)
+    assert len(table) == 4 and set(table["run_id"]) == {j.info.run_id for j in jobs}
+    assert list(table["val_accuracy"]) == sorted(table["val_accuracy"], reverse=True)
+    assert {"model", "optimizer.learning_rate", "val_loss", "test_accuracy", "epochs", "wall_time_s", "status"} <= set(table)
+    assert set(table["model"]) == {"dense", "mlp64"}
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
+    assert {"sweep/summary.csv", "sweep/summary.json", "sweep/val_accuracy.png", "sweep/val_loss.png"} <= logged
+
+    best = table.iloc[0]
+    assert parent.data.tags["best_run_id"] == best["run_id"]
+    assert parent.data.tags["best.model"] == best["model"]
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(best["val_accuracy"])
+    name, version = parent.data.tags["registered_model"].split("/")
+    assert client.get_model_version(name, version).source.startswith("models:/")
+
+
+def test_report_cli_rebuilds_the_table_from_the_store(grid, tmp_path):
+    [parent], _ = sweep_runs(store_of(grid))
+    for args in (["--sweep", parent.info.run_id], []):  # an explicit sweep, then the latest one
+        out = subprocess.run(
+            [sys.executable, "-m", "mnist_tracking.report", *args, "--tracking-uri", store_of(grid), "--out",
+             str(tmp_path / "report")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert f"Sweep {parent.info.run_id} (FINISHED), 4 jobs" in out.stdout
+        table = pd.read_csv(tmp_path / "report" / "summary.csv")
+        assert len(table) == 4 and table.equals(report_table(mlflow.MlflowClient(store_of(grid)), parent.info.run_id))
+        assert (tmp_path / "report" / "val_accuracy.png").stat().st_size > 0
+        assert (tmp_path / "report" / "val_loss.png").stat().st_size > 0
+
+
+def test_skip_finished_reruns_nothing_and_links_the_earlier_runs(grid):
+    code, out = run_cli([*GRID, "sweep.skip_finished=true"], grid)
+    assert code == 0, out
+    store = store_of(grid)
+    parents, children = sweep_runs(store)
+    first, second = parents
+    assert children[second.info.run_id] == []  # 0 new jobs
+    reused = {k.removeprefix("reused_run.") for k in second.data.tags if k.startswith("reused_run.")}
+    assert reused == {r.info.run_id for r in children[first.info.run_id]}
+    assert len(report_table(mlflow.MlflowClient(store), second.info.run_id)) == 4
+
+
+def test_joblib_sweep_loses_nothing(tmp_path):
+    code, out = run_cli([*GRID, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], tmp_path)
+    assert code == 0, out
+    assert "database is locked" not in out
+    store = store_of(tmp_path)
+    [parent], children = sweep_runs(store)
+    client = mlflow.MlflowClient(store)
+    assert len(children[parent.info.run_id]) == 4 and len(runs(store)) == 5
+    for job in children[parent.info.run_id]:
+        assert_complete_child(client, job)
+    assert len(report_table(client, parent.info.run_id)) == 4
+
+
+def test_optuna_trials_nest_under_the_parent(tmp_path):
+    code, out = run_cli(["hparams_search=optuna", "hydra.sweeper.n_trials=3", "trainer.epochs=1",
+                         f"data.path={FIXTURE}"], tmp_path)
+    assert code == 0, out
+    [parent], children = sweep_runs(store_of(tmp_path))
+    assert len(children[parent.info.run_id]) == 3
+    assert parent.data.params["swept.optimizer.learning_rate"] == "tag(log, interval(0.001, 0.3))"
+    assert len(report_table(mlflow.MlflowClient(store_of(tmp_path)), parent.info.run_id)) == 3
+
+
+def test_a_failing_job_is_recorded_and_the_others_reported(tmp_path):
+    # Keras rejects an unknown activation when the model is built, inside the job's run.
+    code, out = run_cli(["-m", "model.activation=relu,no_such_activation", "trainer.epochs=1", f"data.path={FIXTURE}"],
+                        tmp_path)
+    assert code != 0
+    assert "1 of 2 sweep jobs failed" in out
+    store = store_of(tmp_path)
+    [parent], children = sweep_runs(store)
+    by_status = {r.info.status: r for r in children[parent.info.run_id]}
+    assert by_status.keys() == {"FINISHED", "FAILED"}
+    assert parent.info.status == "FAILED"
+    assert json.loads(parent.data.tags["failed_jobs"]) == [by_status["FAILED"].info.run_id]
+    table = report_table(mlflow.MlflowClient(store), parent.info.run_id)
+    assert list(table["status"]) == ["FINISHED", "FAILED"]
+    assert parent.data.tags["best_run_id"] == by_status["FINISHED"].info.run_id
+
+
+def test_sigterm_ends_the_sweep_and_its_running_job_killed(tmp_path):
+    proc = cli(["-m", "model=dense,mlp64", "trainer.epochs=500", f"data.path={FIXTURE}"], tmp_path)
+    try:
+        for line in proc.stdout:  # wait until the first job trains
+            if "epoch 2/500" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    [parent], children = sweep_runs(store_of(tmp_path))
+    assert parent.info.status == "KILLED", out
+    assert [r.info.status for r in children[parent.info.run_id]] == ["KILLED"]
+
+
+def test_a_single_run_has_no_parent(tmp_path):
+    code, out = run_cli(["trainer.epochs=1", f"data.path={FIXTURE}"], tmp_path)
+    assert code == 0, out
+    [run] = runs(store_of(tmp_path))
+    assert "mlflow.parentRunId" not in run.data.tags and "sweep" not in run.data.tags
