@@ -9,8 +9,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 
-# What train() returns: the last epoch's Keras metrics and the test scores.
-OPTIMIZABLE_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss", "test_accuracy", "test_loss")
+# What train() returns and a sweep report shows: the last epoch's Keras metrics and the test scores.
+OPTIMIZABLE_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "accuracy", "loss")
 
 
 class ConfigError(ValueError):
@@ -37,6 +37,9 @@ def _check_units(key: str, value: Any) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Raises ConfigError for the first value that cannot work."""
+    seed = cfg.get("seed")
+    if not _is_int(seed) or not 0 <= seed < 2**32:
+        _fail("seed", seed, "use a whole number from 0 to 2**32 - 1, e.g. 42")
     lr = cfg.optimizer.get("learning_rate")
     if not _is_number(lr) or lr <= 0:
         _fail("optimizer.learning_rate", lr, "use a number > 0, e.g. 0.01")

@@ -17,6 +17,7 @@ import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 
+from mnist_tracking.checks import OPTIMIZABLE_METRICS
 from mnist_tracking.tracking import SWEEP_TAG, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ def swept_keys(parent: mlflow.entities.Run) -> list[str]:
 
 def _job_values(run: mlflow.entities.Run, keys: list[str]) -> dict[str, str]:
     """The swept keys' values for one job, from its overrides tag, else its params."""
-    overrides = dict(item.split("=", 1) for item in json.loads(run.data.tags.get("overrides", "[]")) if "=" in item)
+    pairs = (item.split("=", 1) for item in json.loads(run.data.tags.get("overrides", "[]")) if "=" in item)
+    overrides = {key.lstrip("+~"): value for key, value in pairs}
     return {key: overrides.get(key, run.data.params.get(key, "")) for key in keys}
 
 
@@ -69,9 +71,7 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
         end = run.info.end_time or run.info.start_time
         rows.append({
             **values,
-            "val_accuracy": run.data.metrics.get("val_accuracy"),
-            "val_loss": run.data.metrics.get("val_loss"),
-            "test_accuracy": run.data.metrics.get("test_accuracy"),
+            **{name: run.data.metrics.get(name) for name in OPTIMIZABLE_METRICS},
             "epochs": len(client.get_metric_history(run.info.run_id, "val_loss")),
             "wall_time_s": round((end - run.info.start_time) / 1000, 1),
             "run_id": run.info.run_id,
@@ -81,7 +81,7 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
         for name in CURVES:
             curves[name][label] = [m.value for m in sorted(client.get_metric_history(run.info.run_id, name),
                                                            key=lambda m: m.step)]
-    columns = [*keys, "val_accuracy", "val_loss", "test_accuracy", "epochs", "wall_time_s", "run_id", "status", "reused"]
+    columns = [*keys, *OPTIMIZABLE_METRICS, "epochs", "wall_time_s", "run_id", "status", "reused"]
     table = pd.DataFrame(rows, columns=columns)
     if not table.empty:
         table = table.sort_values(metric, ascending=lower_is_better(metric), na_position="last", kind="stable")

@@ -33,9 +33,13 @@ def swept_values(config: DictConfig) -> dict[str, str]:
     swept = {}
     for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
         if override.is_sweep_override():
-            swept[override.get_key_element()] = ",".join(override.sweep_string_iterator())
+            key = override.get_key_element().lstrip("+~")  # `++a=1,2` sweeps `a`; MLflow names allow no `+`
+            try:
+                swept[key] = ",".join(override.sweep_string_iterator())
+            except Exception:  # a range or interval for a search has no list of values: keep it as written
+                swept[key] = override.get_value_element_as_str()
     params = config.hydra.sweeper.get("params") or {}
-    swept.update({key: str(value) for key, value in params.items()})
+    swept.update({key.lstrip("+~"): str(value) for key, value in params.items()})
     return swept
 
 
@@ -52,6 +56,14 @@ class MlflowSweepCallback(Callback):
         self.tracking_uri: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self._start(config)
+        except Exception:
+            # Hydra would only warn and run the jobs with no parent: stop instead, and say why.
+            log.exception("Could not open the sweep's parent run")
+            raise SystemExit(1) from None
+
+    def _start(self, config: DictConfig) -> None:
         launch_dir = Path(config.hydra.runtime.cwd)
         self.tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
         experiment_id = tracking.prepare_experiment(self.tracking_uri, config.mlflow.experiment_name)
@@ -64,6 +76,10 @@ class MlflowSweepCallback(Callback):
         client = mlflow.MlflowClient()
         name = "sweep " + " ".join(f"{k}={v}" for k, v in swept.items())
         self.parent_run_id = client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
+        # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed.
+        atexit.register(self._close_at_exit)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
         client.log_batch(self.parent_run_id, params=[mlflow.entities.Param(f"swept.{k}", v[:6000])
                                                      for k, v in swept.items()])
         # Jobs get both through their own config, which launchers ship to other processes and machines.
@@ -72,14 +88,11 @@ class MlflowSweepCallback(Callback):
             if not config.mlflow.tracking_uri:  # the resolved default or $MLFLOW_TRACKING_URI of this shell
                 config.hydra.overrides.hydra.append(
                     f"++hydra.job.env_set.MLFLOW_TRACKING_URI={_quoted(self.tracking_uri)}")
-        # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed.
-        atexit.register(self._close_at_exit)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
         log.info("Sweep parent run %s in %s", self.parent_run_id, self.tracking_uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         client = mlflow.MlflowClient(self.tracking_uri)
+        self._end_running_children(client, RunStatus.FAILED)  # a job whose worker died could not end its run
         sweep = report.build_report(client, self.parent_run_id)
         table = sweep.table
         client.log_param(self.parent_run_id, "jobs", len(table))
@@ -120,6 +133,14 @@ class MlflowSweepCallback(Callback):
             version = mlflow.register_model(models[0].model_uri, config.sweep.registered_model_name)
             client.set_tag(self.parent_run_id, "registered_model", f"{version.name}/{version.version}")
 
+    def _end_running_children(self, client: mlflow.MlflowClient, status: int) -> None:
+        parent = client.get_run(self.parent_run_id)
+        for run in client.search_runs(
+                [parent.info.experiment_id], max_results=10_000,
+                filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and attributes.status = 'RUNNING'"):
+            log.warning("Ending job run %s, still RUNNING, as %s", run.info.run_id, RunStatus.to_string(status))
+            client.set_terminated(run.info.run_id, RunStatus.to_string(status))
+
     def _close_at_exit(self) -> None:
         """KILLED after Ctrl-C or SIGTERM, FAILED after any other early end; nothing after a normal end."""
         last = getattr(sys, "last_type", None)  # set when an uncaught exception ended the program
@@ -130,8 +151,10 @@ class MlflowSweepCallback(Callback):
         if self.parent_run_id is None:
             return
         try:
-            run = mlflow.MlflowClient(self.tracking_uri).get_run(self.parent_run_id)
-            if run.info.status == "RUNNING":
-                mlflow.MlflowClient(self.tracking_uri).set_terminated(self.parent_run_id, RunStatus.to_string(status))
+            client = mlflow.MlflowClient(self.tracking_uri)
+            if client.get_run(self.parent_run_id).info.status == "RUNNING":
+                # Parallel launchers kill their workers outright when a sweep is stopped: end those runs too.
+                self._end_running_children(client, status)
+                client.set_terminated(self.parent_run_id, RunStatus.to_string(status))
         except Exception:  # at exit, the store may be gone; say so rather than hide it
             log.exception("Could not close sweep parent run %s", self.parent_run_id)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_TAG = "sweep"  # "true" on a multirun's parent run
 CONFIG_HASH_TAG = "config_hash"
+RUN_FAILED_NOTE = "Recorded as FAILED in MLflow run"
 
 # Given to MLflow so it does not infer them in a subprocess (~12 s a model on this machine).
 MODEL_REQUIREMENTS = [f"{name}=={version(name)}" for name in ("tensorflow", "keras", "mlflow", "numpy")]
@@ -105,11 +106,15 @@ def config_hash(cfg: DictConfig) -> str:
     container = OmegaConf.to_container(cfg, resolve=True)
     for key in ("mlflow", "sweep"):
         container.pop(key, None)
+    if container.get("data", {}).get("path"):  # the same file however the path was written
+        container["data"]["path"] = str(Path(container["data"]["path"]).expanduser().resolve())
     return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def source_tags(launch_dir: Path, args: list[str]) -> dict[str, str]:
     """The command that runs `args` again from `launch_dir`, and the git commit there when it is a checkout."""
+    if any(arg.startswith("hparams_search=") for arg in args):
+        args = [*args, "hydra.mode=RUN"]  # one trial again, not a whole new search
     tags = {"command": f"cd {shlex.quote(str(launch_dir))} && python -m mnist_tracking.train {shlex.join(args)}".rstrip()}
     commit = git_commit(launch_dir)
     if commit:
@@ -148,8 +153,9 @@ def tracked_run(experiment_id: str, name: str, tags: dict[str, str]) -> Iterator
     except KeyboardInterrupt:
         status = RunStatus.KILLED
         raise
-    except BaseException:
+    except BaseException as exc:
         status = RunStatus.FAILED
+        exc.add_note(f"{RUN_FAILED_NOTE} {run.info.run_id}")  # tells a sweep that this failure is on record
         raise
     finally:
         if previous is not None:

@@ -46,13 +46,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     _set_threads(job)
     keras.backend.clear_session()  # a multirun trains many models in one process
     keras.utils.set_random_seed(cfg.seed)
-    data = load_mnist(cfg.data.path, cfg.data.normalization, cfg.data.validation_split, cfg.data.limit_train,
-                      cfg.data.limit_test)
-
     tracking_uri = tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri, job.launch_dir)
     experiment_id = tracking.prepare_experiment(tracking_uri, cfg.mlflow.experiment_name)
     if cfg.sweep.skip_finished and (done := tracking.find_finished_run(experiment_id, cfg)) is not None:
         return _reuse(done, cfg.mlflow.parent_run_id, job)
+    data = load_mnist(cfg.data.path, cfg.data.normalization, cfg.data.validation_split, cfg.data.limit_train,
+                      cfg.data.limit_test)
 
     with tracking.tracked_run(experiment_id, job.name, tracking.run_tags(job, cfg)) as run:
         # Built inside the run: a model or optimizer that Keras rejects leaves a FAILED run that says why.
@@ -130,9 +129,12 @@ def main(cfg: DictConfig) -> float:
     except ConfigError as exc:
         log.error("%s", exc)
         sys.exit(2)
-    except Exception:
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
-            raise
+    except Exception as exc:
+        from mnist_tracking.tracking import RUN_FAILED_NOTE
+
+        recorded = any(note.startswith(RUN_FAILED_NOTE) for note in getattr(exc, "__notes__", []))
+        if HydraConfig.get().mode != RunMode.MULTIRUN or not recorded:
+            raise  # a failure with no run to show it ends the sweep, loudly
         # One failing job must not end the sweep: its run is FAILED and the sweep's report lists it.
         log.exception("Job %s failed", HydraConfig.get().job.override_dirname)
         return math.nan

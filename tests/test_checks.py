@@ -28,6 +28,7 @@ BAD_VALUES = [
     ("model=cnn model.dropout=1.0", "model.dropout=1.0 is invalid"),
     ("optimized_metric=f1", "optimized_metric='f1' is invalid: use one of val_accuracy"),
     ("data.normalization=zscore", "data.normalization='zscore' is invalid: use one of standard, unit"),
+    ("seed=-1", "seed=-1 is invalid: use a whole number from 0 to 2**32 - 1"),
     ("data.limit_train=1", "leaves 0 of 1 images for training"),
 ]
 

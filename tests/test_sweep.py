@@ -84,8 +84,9 @@ def test_grid_sweep_nests_jobs_under_one_parent_with_a_report(grid):
 
 
 def test_report_cli_rebuilds_the_table_from_the_store(grid, tmp_path):
-    [parent], _ = sweep_runs(store_of(grid))
-    for args in (["--sweep", parent.info.run_id], []):  # an explicit sweep, then the latest one
+    parents, _ = sweep_runs(store_of(grid))
+    # An explicit sweep, then the latest one (the resume test may have added a second sweep).
+    for parent, args in ((parents[0], ["--sweep", parents[0].info.run_id]), (parents[-1], [])):
         out = subprocess.run(
             [sys.executable, "-m", "mnist_tracking.report", *args, "--tracking-uri", store_of(grid), "--out",
              str(tmp_path / "report")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -128,6 +129,9 @@ def test_optuna_trials_nest_under_the_parent(tmp_path):
     assert code == 0, out
     [parent], children = sweep_runs(store_of(tmp_path))
     assert len(children[parent.info.run_id]) == 3
+    # Each trial's rerun command runs that one trial, not a new search.
+    assert all("hparams_search=optuna" in c.data.tags["command"] and c.data.tags["command"].endswith("hydra.mode=RUN")
+               for c in children[parent.info.run_id])
     assert parent.data.params["swept.optimizer.learning_rate"] == "tag(log, interval(0.001, 0.3))"
     assert len(report_table(mlflow.MlflowClient(store_of(tmp_path)), parent.info.run_id)) == 3
 
