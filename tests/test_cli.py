@@ -82,17 +82,23 @@ def test_offline_without_cached_data_names_data_path(tmp_path):
     assert runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}") == []
 
 
-def test_sigterm_marks_the_run_killed(tmp_path):
-    proc = cli([f"data.path={FIXTURE}", "trainer.epochs=500"], tmp_path)
+def sigterm_while_training(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Starts the CLI on a long run, sends SIGTERM once training is under way; returns exit status and output."""
+    proc = cli([*args, "trainer.epochs=500"], cwd)
     try:
-        for line in proc.stdout:  # wait until training is under way
+        for line in proc.stdout:
             if "epoch 2/500" in line:
                 break
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode != 0
+    return proc.returncode, out
+
+
+def test_sigterm_marks_the_run_killed(tmp_path):
+    code, out = sigterm_while_training([f"data.path={FIXTURE}"], tmp_path)
+    assert code != 0
     [run] = runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     assert run.info.status == "KILLED", out
     assert "ended KILLED" in out

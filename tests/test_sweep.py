@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import FIXTURE, runs
-from tests.test_cli import cli, run_cli
+from tests.test_cli import run_cli, sigterm_while_training
 from tests.test_train import ARTIFACTS, artifact_paths
 
 pytestmark = pytest.mark.slow
@@ -154,16 +153,8 @@ def test_a_failing_job_is_recorded_and_the_others_reported(tmp_path):
 
 
 def test_sigterm_ends_the_sweep_and_its_running_job_killed(tmp_path):
-    proc = cli(["-m", "model=dense,mlp64", "trainer.epochs=500", f"data.path={FIXTURE}"], tmp_path)
-    try:
-        for line in proc.stdout:  # wait until the first job trains
-            if "epoch 2/500" in line:
-                break
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode != 0
+    code, out = sigterm_while_training(["-m", "model=dense,mlp64", f"data.path={FIXTURE}"], tmp_path)
+    assert code != 0
     [parent], children = sweep_runs(store_of(tmp_path))
     assert parent.info.status == "KILLED", out
     assert [r.info.status for r in children[parent.info.run_id]] == ["KILLED"]
