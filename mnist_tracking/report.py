@@ -2,6 +2,7 @@
 
     python -m mnist_tracking.report                    # the latest sweep in ./mlruns (or $MLFLOW_TRACKING_URI)
     python -m mnist_tracking.report --sweep <parent run id> --out sweep-report/
+    python -m mnist_tracking.report --stale --older-than 3600 [--mark-failed]   # runs left RUNNING by kill -9
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +115,25 @@ def latest_sweep(client: mlflow.MlflowClient, experiment_name: str) -> str:
     return found[0].info.run_id
 
 
+def stale_runs(client: mlflow.MlflowClient, experiment_name: str, older_than_s: float) -> pd.DataFrame:
+    """RUNNING runs with no sign of life (start, or latest metric) for `older_than_s` seconds.
+
+    A process killed with SIGKILL, or a machine that died, leaves its run RUNNING forever.
+    """
+    experiment = client.get_experiment_by_name(experiment_name)
+    running = [] if experiment is None else client.search_runs(
+        [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=10_000)
+    now_ms = time.time() * 1000
+    rows = []
+    for run in running:
+        last_ms = max([run.info.start_time, *(m.timestamp for name in run.data.metrics
+                                               for m in client.get_metric_history(run.info.run_id, name))])
+        idle_s = (now_ms - last_ms) / 1000
+        if idle_s >= older_than_s:
+            rows.append({"run_id": run.info.run_id, "run_name": run.info.run_name, "idle_s": round(idle_s)})
+    return pd.DataFrame(rows, columns=["run_id", "run_name", "idle_s"])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Rebuilds a sweep's report from the tracking store: prints the table, writes CSV and figures."""
     parser = argparse.ArgumentParser(prog="python -m mnist_tracking.report", description=main.__doc__)
@@ -120,10 +141,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db")
     parser.add_argument("--experiment", default="mnist", help="where to look for the latest sweep (default: mnist)")
     parser.add_argument("--out", type=Path, help="folder for summary.csv and the figures (default: sweep-report/<id>)")
+    parser.add_argument("--stale", action="store_true",
+                        help="instead: list RUNNING runs with no activity for --older-than seconds")
+    parser.add_argument("--older-than", type=float, default=3600, help="with --stale (default: 3600)")
+    parser.add_argument("--mark-failed", action="store_true", help="with --stale: end the listed runs as FAILED")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     client = mlflow.MlflowClient(resolve_tracking_uri(args.tracking_uri, Path.cwd()))
+    if args.stale:
+        stale = stale_runs(client, args.experiment, args.older_than)
+        print(f"{len(stale)} RUNNING run(s) in {args.experiment!r} idle for {args.older_than:g} s or more"
+              + (":" if len(stale) else "."))
+        if len(stale):
+            print(stale.to_string(index=False))
+        for run_id in stale["run_id"] if args.mark_failed else []:
+            client.set_terminated(run_id, "FAILED")
+            log.info("Marked %s FAILED", run_id)
+        return
     parent_id = args.sweep or latest_sweep(client, args.experiment)
     report = build_report(client, parent_id)
     out = args.out or Path("sweep-report") / parent_id

@@ -19,6 +19,7 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, open_dict, read_write
 
 from mnist_tracking import report, tracking
+from mnist_tracking.checks import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             self._start(config)
+        except ConfigError as exc:  # e.g. an unreachable tracking server: the message says it all
+            log.error("%s", exc)
+            raise SystemExit(2) from None
         except Exception:
             # Hydra would only warn and run the jobs with no parent: stop instead, and say why.
             log.exception("Could not open the sweep's parent run")
@@ -88,7 +92,7 @@ class MlflowSweepCallback(Callback):
             if not config.mlflow.tracking_uri:  # the resolved default or $MLFLOW_TRACKING_URI of this shell
                 config.hydra.overrides.hydra.append(
                     f"++hydra.job.env_set.MLFLOW_TRACKING_URI={_quoted(self.tracking_uri)}")
-        log.info("Sweep parent run %s in %s", self.parent_run_id, self.tracking_uri)
+        log.info("Sweep parent run %s in %s", self.parent_run_id, tracking.redact_uri(self.tracking_uri))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         client = mlflow.MlflowClient(self.tracking_uri)

@@ -16,11 +16,15 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
+import requests
 from hydra.core.hydra_config import HydraConfig
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
+
+from mnist_tracking.checks import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,33 @@ def resolve_tracking_uri(configured: str | None, launch_dir: Path) -> str:
     return f"sqlite:///{launch_dir.resolve() / 'mlruns' / 'mlflow.db'}"
 
 
+def redact_uri(uri: str) -> str:
+    """`uri` with any password in it replaced by ***, fit for logs and messages."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
+    """Fails fast, naming the URI, when a tracking server does not answer its health check.
+
+    MLflow itself would retry with backoff for minutes before giving up.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        response = requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s)
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        raise ConfigError(
+            f"mlflow.tracking_uri={redact_uri(tracking_uri)!r} is unreachable ({type(exc).__name__}); start the "
+            "tracking server, or point mlflow.tracking_uri (or $MLFLOW_TRACKING_URI) at one that runs.") from None
+
+
 def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
     """Points MLflow at `tracking_uri`, creating the store and experiment if needed; returns its id."""
+    check_reachable(tracking_uri)
     artifact_location = None
     if tracking_uri.startswith("sqlite:///"):
         # Keep MLflow's embedded layout (database + artifact folder) together in one folder.
@@ -175,5 +204,5 @@ def log_config(cfg: DictConfig, overrides: list[str]) -> None:
 def ui_command(tracking_uri: str) -> str:
     """The `mlflow ui` command that shows runs stored at `tracking_uri`."""
     if tracking_uri.startswith(("http://", "https://")):
-        return f"open {tracking_uri}"
+        return f"open {redact_uri(tracking_uri)}"
     return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}"

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -102,3 +103,32 @@ def test_sigterm_marks_the_run_killed(tmp_path):
     [run] = runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     assert run.info.status == "KILLED", out
     assert "ended KILLED" in out
+
+
+def test_kill_9_leaves_a_run_the_stale_listing_finds(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    proc = cli([f"data.path={FIXTURE}", "trainer.epochs=500"], tmp_path)
+    for line in proc.stdout:
+        if "epoch 2/500" in line:
+            break
+    proc.kill()  # SIGKILL: nothing in the process can react
+    proc.communicate(timeout=60)
+    [run] = runs(store)
+    assert run.info.status == "RUNNING"
+    out = subprocess.run([sys.executable, "-m", "mnist_tracking.report", "--stale", "--older-than", "0",
+                          "--mark-failed", "--tracking-uri", store], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert run.info.run_id in out.stdout
+    [run] = runs(store)
+    assert run.info.status == "FAILED"
+
+
+@pytest.mark.parametrize("sweep", [[], ["-m", "model=dense,mlp64"]], ids=["single", "sweep"])
+def test_unreachable_tracking_server_fails_fast_and_names_it(tmp_path, sweep):
+    uri = "http://alice:s3cret@127.0.0.1:9"  # nothing listens on the discard port
+    start = time.monotonic()
+    code, out = run_cli([*sweep, f"data.path={FIXTURE}", f"mlflow.tracking_uri={uri}"], tmp_path)
+    assert time.monotonic() - start < 30
+    assert code == 2, out
+    assert "mlflow.tracking_uri='http://alice:***@127.0.0.1:9' is unreachable" in out
+    assert "s3cret" not in out
