@@ -20,6 +20,7 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from mnist_tracking import report, tracking
 from mnist_tracking.checks import ConfigError
+from mnist_tracking.redaction import install_log_filter, redact, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(1) from None
 
     def _start(self, config: DictConfig) -> None:
+        install_log_filter()
         launch_dir = Path(config.hydra.runtime.cwd)
         self.tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
         experiment_id = tracking.prepare_experiment(self.tracking_uri, config.mlflow.experiment_name)
@@ -78,14 +80,14 @@ class MlflowSweepCallback(Callback):
             "sweeper": config.hydra.sweeper._target_, "launcher": config.hydra.launcher._target_,
         }
         client = mlflow.MlflowClient()
-        name = "sweep " + " ".join(f"{k}={v}" for k, v in swept.items())
+        name = redact_text("sweep " + " ".join(f"{k}={v}" for k, v in redact(swept).items()))
         self.parent_run_id = client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
         # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed.
         atexit.register(self._close_at_exit)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.default_int_handler)
         client.log_batch(self.parent_run_id, params=[mlflow.entities.Param(f"swept.{k}", v[:6000])
-                                                     for k, v in swept.items()])
+                                                     for k, v in redact(swept).items()])
         # Jobs get both through their own config, which launchers ship to other processes and machines.
         with read_write(config.hydra.overrides), open_dict(config.hydra.overrides):
             config.hydra.overrides.hydra.append(f"mlflow.parent_run_id={self.parent_run_id}")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import requests
@@ -25,6 +24,7 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_tracking.checks import ConfigError
+from mnist_tracking.redaction import redact, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,7 @@ def resolve_tracking_uri(configured: str | None, launch_dir: Path) -> str:
 
 def redact_uri(uri: str) -> str:
     """`uri` with any password in it replaced by ***, fit for logs and messages."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+    return redact_text(uri)
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
@@ -127,7 +124,7 @@ def current_job() -> Job:
     # Keys that Hydra leaves out of the job's name (the sweep's parent run id) are left out of its command too.
     excluded = set(hc.job.config.override_dirname.exclude_keys)
     overrides = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded]
-    return Job(overrides, hc.job.override_dirname or "defaults", Path(hc.runtime.cwd), parallel)
+    return Job(overrides, redact_text(hc.job.override_dirname) or "defaults", Path(hc.runtime.cwd), parallel)
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -144,7 +141,8 @@ def source_tags(launch_dir: Path, args: list[str]) -> dict[str, str]:
     """The command that runs `args` again from `launch_dir`, and the git commit there when it is a checkout."""
     if any(arg.startswith("hparams_search=") for arg in args):
         args = [*args, "hydra.mode=RUN"]  # one trial again, not a whole new search
-    tags = {"command": f"cd {shlex.quote(str(launch_dir))} && python -m mnist_tracking.train {shlex.join(args)}".rstrip()}
+    command = f"cd {shlex.quote(str(launch_dir))} && python -m mnist_tracking.train {shlex.join(args)}".rstrip()
+    tags = {"command": redact_text(command)}
     commit = git_commit(launch_dir)
     if commit:
         tags["mlflow.source.git.commit"] = commit
@@ -153,7 +151,7 @@ def source_tags(launch_dir: Path, args: list[str]) -> dict[str, str]:
 
 def run_tags(job: Job, cfg: DictConfig) -> dict[str, str]:
     """Tags that say where a run came from, how to run it again, and which sweep it belongs to."""
-    tags = {**source_tags(job.launch_dir, job.overrides), "overrides": json.dumps(job.overrides),
+    tags = {**source_tags(job.launch_dir, job.overrides), "overrides": json.dumps(redact(job.overrides)),
             CONFIG_HASH_TAG: config_hash(cfg)}
     if cfg.mlflow.get("parent_run_id"):
         tags["mlflow.parentRunId"] = cfg.mlflow.parent_run_id
@@ -195,10 +193,11 @@ def tracked_run(experiment_id: str, name: str, tags: dict[str, str]) -> Iterator
 
 
 def log_config(cfg: DictConfig, overrides: list[str]) -> None:
-    """Logs every config leaf as a param, and the resolved config and overrides as YAML artifacts."""
-    mlflow.log_params(flatten_config(cfg))
-    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
-    mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))), "config/overrides.yaml")
+    """Logs every config leaf as a param, and the resolved config and overrides as YAML artifacts (secrets masked)."""
+    container = redact(OmegaConf.to_container(cfg, resolve=True))
+    mlflow.log_params(flatten_config(container))
+    mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(container)), "config/config.yaml")
+    mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(redact(list(overrides)))), "config/overrides.yaml")
 
 
 def ui_command(tracking_uri: str) -> str:

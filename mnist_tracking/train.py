@@ -40,7 +40,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from mnist_tracking import figures, tracking
     from mnist_tracking.callback import MlflowCallback
     from mnist_tracking.data import load_mnist
+    from mnist_tracking.redaction import install_log_filter
 
+    install_log_filter()  # secrets in overrides or URIs never reach the console or the job's log file
     check_config(cfg)  # bad values fail here, before anything trains or is recorded
     job = tracking.current_job()
     _set_threads(job)
