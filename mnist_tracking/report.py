@@ -66,23 +66,25 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
     reused = [client.get_run(key.removeprefix(REUSED_TAG_PREFIX))
               for key in parent.data.tags if key.startswith(REUSED_TAG_PREFIX)]
     keys = swept_keys(parent)
+    reused_ids = {r.info.run_id for r in reused}
     rows, curves = [], {name: {} for name in CURVES}
     for run in [*children, *reused]:
         values = _job_values(run, keys)
         label = ",".join(f"{k}={v}" for k, v in values.items()) or run.info.run_name
+        history = {name: [m.value for m in sorted(client.get_metric_history(run.info.run_id, name),
+                                                  key=lambda m: m.step)] for name in CURVES}
+        for name in CURVES:
+            curves[name][label] = history[name]
         end = run.info.end_time or run.info.start_time
         rows.append({
             **values,
             **{name: run.data.metrics.get(name) for name in OPTIMIZABLE_METRICS},
-            "epochs": len(client.get_metric_history(run.info.run_id, "val_loss")),
+            "epochs": len(history["val_loss"]),
             "wall_time_s": round((end - run.info.start_time) / 1000, 1),
             "run_id": run.info.run_id,
             "status": run.info.status,
-            "reused": run.info.run_id in {r.info.run_id for r in reused},
+            "reused": run.info.run_id in reused_ids,
         })
-        for name in CURVES:
-            curves[name][label] = [m.value for m in sorted(client.get_metric_history(run.info.run_id, name),
-                                                           key=lambda m: m.step)]
     columns = [*keys, *OPTIMIZABLE_METRICS, "epochs", "wall_time_s", "run_id", "status", "reused"]
     table = pd.DataFrame(rows, columns=columns)
     if not table.empty:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from mnist_tracking import report, tracking
 from mnist_tracking.checks import ConfigError
-from mnist_tracking.redaction import install_log_filter, redact, redact_text
+from mnist_tracking.redaction import redact, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ def swept_values(config: DictConfig) -> dict[str, str]:
 class MlflowSweepCallback(Callback):
     """Opens a parent run when a multirun starts and writes the sweep report on it when the sweep ends.
 
-    Jobs find the parent through their own config (`mlflow.parent_run_id`, `mlflow.tracking_uri`),
-    which this callback adds to the sweep's overrides, so jobs in other processes or on other
-    machines nest under it too. The store and experiment are created here, once, before any job.
+    Jobs find the parent through their own config (`mlflow.parent_run_id`, and the tracking URI in
+    `hydra.job.env_set`), which this callback adds to the sweep's overrides, so jobs in other
+    processes or on other machines nest under it too. The store and experiment are created here, once, before any job.
     """
 
     def __init__(self) -> None:
@@ -69,32 +69,31 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(1) from None
 
     def _start(self, config: DictConfig) -> None:
-        install_log_filter()
         launch_dir = Path(config.hydra.runtime.cwd)
         self.tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
         experiment_id = tracking.prepare_experiment(self.tracking_uri, config.mlflow.experiment_name)
-        swept = swept_values(config)
+        swept = redact(swept_values(config))
         tags = {
             **tracking.source_tags(launch_dir, sys.argv[1:]), tracking.SWEEP_TAG: "true",
             "swept_keys": json.dumps(list(swept)), "optimized_metric": config.optimized_metric,
             "sweeper": config.hydra.sweeper._target_, "launcher": config.hydra.launcher._target_,
         }
         client = mlflow.MlflowClient()
-        name = redact_text("sweep " + " ".join(f"{k}={v}" for k, v in redact(swept).items()))
+        name = "sweep " + " ".join(f"{k}={v}" for k, v in swept.items())
         self.parent_run_id = client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
         # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed.
         atexit.register(self._close_at_exit)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.default_int_handler)
         client.log_batch(self.parent_run_id, params=[mlflow.entities.Param(f"swept.{k}", v[:6000])
-                                                     for k, v in redact(swept).items()])
+                                                     for k, v in swept.items()])
         # Jobs get both through their own config, which launchers ship to other processes and machines.
         with read_write(config.hydra.overrides), open_dict(config.hydra.overrides):
             config.hydra.overrides.hydra.append(f"mlflow.parent_run_id={self.parent_run_id}")
             if not config.mlflow.tracking_uri:  # the resolved default or $MLFLOW_TRACKING_URI of this shell
                 config.hydra.overrides.hydra.append(
                     f"++hydra.job.env_set.MLFLOW_TRACKING_URI={_quoted(self.tracking_uri)}")
-        log.info("Sweep parent run %s in %s", self.parent_run_id, tracking.redact_uri(self.tracking_uri))
+        log.info("Sweep parent run %s in %s", self.parent_run_id, redact_text(self.tracking_uri))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         client = mlflow.MlflowClient(self.tracking_uri)

@@ -45,11 +45,6 @@ def resolve_tracking_uri(configured: str | None, launch_dir: Path) -> str:
     return f"sqlite:///{launch_dir.resolve() / 'mlruns' / 'mlflow.db'}"
 
 
-def redact_uri(uri: str) -> str:
-    """`uri` with any password in it replaced by ***, fit for logs and messages."""
-    return redact_text(uri)
-
-
 def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
     """Fails fast, naming the URI, when a tracking server does not answer its health check.
 
@@ -62,7 +57,7 @@ def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
         response.raise_for_status()
     except requests.RequestException as exc:
         raise ConfigError(
-            f"mlflow.tracking_uri={redact_uri(tracking_uri)!r} is unreachable ({type(exc).__name__}); start the "
+            f"mlflow.tracking_uri={redact_text(tracking_uri)!r} is unreachable ({type(exc).__name__}); start the "
             "tracking server, or point mlflow.tracking_uri (or $MLFLOW_TRACKING_URI) at one that runs.") from None
 
 
@@ -203,5 +198,5 @@ def log_config(cfg: DictConfig, overrides: list[str]) -> None:
 def ui_command(tracking_uri: str) -> str:
     """The `mlflow ui` command that shows runs stored at `tracking_uri`."""
     if tracking_uri.startswith(("http://", "https://")):
-        return f"open {redact_uri(tracking_uri)}"
+        return f"open {redact_text(tracking_uri)}"
     return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}"
