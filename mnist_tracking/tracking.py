@@ -106,20 +106,35 @@ class Job:
     overrides: list[str]
     name: str
     launch_dir: Path
-    parallel_jobs: int  # jobs that run at once beside this one (joblib's n_jobs), 1 when serial
+    threads: int | None  # TensorFlow threads for this job when a launcher runs several at once; None: all cores
 
 
 def current_job() -> Job:
     """The running Hydra job (outside Hydra: no overrides, named "defaults", launched here)."""
     if not HydraConfig.initialized():
-        return Job([], "defaults", Path.cwd(), 1)
+        return Job([], "defaults", Path.cwd(), None)
     hc = HydraConfig.get()
-    n_jobs = hc.launcher.get("n_jobs") or 1  # only joblib's launcher has n_jobs; -1 means one per core
-    parallel = (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
     # Keys that Hydra leaves out of the job's name (the sweep's parent run id) are left out of its command too.
     excluded = set(hc.job.config.override_dirname.exclude_keys)
     overrides = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded]
-    return Job(overrides, redact_text(hc.job.override_dirname) or "defaults", Path(hc.runtime.cwd), parallel)
+    return Job(overrides, redact_text(hc.job.override_dirname) or "defaults", Path(hc.runtime.cwd),
+               threads_per_job(hc.launcher))
+
+
+def threads_per_job(launcher: DictConfig) -> int | None:
+    """The cores one job may use when its launcher runs several jobs on one machine; None: TensorFlow decides.
+
+    TensorFlow sizes its thread pools to the cores the process may run on. That is right for a serial
+    sweep and for Slurm (which pins a job to its CPUs), but parallel jobs on one machine would each take them all.
+    """
+    n_jobs = launcher.get("n_jobs")  # joblib: n_jobs at once on this machine; -1 means one per core
+    if n_jobs:
+        parallel = (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+        return max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
+    ray = launcher.get("ray")
+    if ray is not None:  # Ray schedules one job per `num_cpus` of a node's CPUs (1 unless the launcher asks for more)
+        return int((ray.get("remote") or {}).get("num_cpus") or 1)
+    return None
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -109,18 +108,18 @@ def _reuse(run: Run, parent_run_id: str | None, job: Job) -> dict[str, float]:
 
 
 def _set_threads(job: Job) -> None:
-    """Shares the cores between the parallel jobs of a joblib sweep (TensorFlow would give each all of them)."""
-    if job.parallel_jobs <= 1:
+    """Shares the cores between parallel jobs on one machine (TensorFlow would give each all of them)."""
+    threads = job.threads
+    if threads is None:
         return
     import tensorflow as tf
 
-    threads = max(1, (os.cpu_count() or 1) // job.parallel_jobs)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:  # a reused worker process whose TensorFlow is already initialized keeps its setting
         return
-    log.info("%d parallel jobs: %d TensorFlow threads each", job.parallel_jobs, threads)
+    log.info("Parallel jobs: %d TensorFlow threads for this one", threads)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

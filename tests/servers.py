@@ -1,7 +1,8 @@
-"""Throwaway PostgreSQL and MLflow tracking servers on loopback, for the team-scale tests."""
+"""Throwaway PostgreSQL, MLflow tracking servers and Ray clusters on loopback, for the team-scale tests."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -85,3 +86,65 @@ def mlflow_server(backend_uri: str, artifacts: Path, port: int | None = None) ->
             proc.wait(timeout=30)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+# Ray on loopback only, without a login to its API, without usage reporting.
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def processes_using(text: str) -> list[int]:
+    """Process ids whose command line mentions `text` (a cluster's own temp dir)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:  # the process ended meanwhile
+            pass
+    return found
+
+
+def kill_processes_using(text: str) -> None:
+    for pid in processes_using(text):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextmanager
+def ray_temp_dir() -> Iterator[Path]:
+    """A short temp dir for Ray's sockets; whatever Ray process still uses it at the end is killed."""
+    temp = Path(tempfile.mkdtemp(prefix="ray-"))
+    try:
+        yield temp
+    finally:
+        kill_processes_using(str(temp))
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextmanager
+def ray_cluster(cwd: Path) -> Iterator[str]:
+    """A one-node Ray cluster (`ray start --head`, 2 CPUs) on loopback, started in `cwd` with no MLflow
+    variables in its environment; yields its address and stops it at the end, pass or fail."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | RAY_ENV
+    with ray_temp_dir() as temp:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", str(port),
+             "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard=false",
+             "--temp-dir", str(temp), "--disable-usage-stats"],
+            cwd=cwd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while not list(temp.glob("session_*/sockets/raylet")):  # the node is up once its raylet listens
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("ray start --head did not come up")
+                time.sleep(0.5)
+            yield f"127.0.0.1:{port}"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=15)
+            # `ray start --block` can hang on SIGTERM with its raylet gone: whatever is left goes now.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)

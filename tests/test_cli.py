@@ -18,18 +18,25 @@ from tests.test_train import ARTIFACTS, artifact_paths
 pytestmark = pytest.mark.slow
 
 
-def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
-    """Starts `python -m mnist_tracking.train ARGS` in `cwd` with Hydra's outputs kept under it."""
+def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, dirs: bool = True,
+        **kwargs) -> subprocess.Popen:
+    """Starts `python -m mnist_tracking.train ARGS` in `cwd` with Hydra's outputs kept under it
+    (in fixed `outputs` and `multirun` folders, or with `dirs=False` where the config puts them)."""
     base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    fixed = [f"hydra.run.dir={cwd}/outputs", f"hydra.sweep.dir={cwd}/multirun"] if dirs else []
     return subprocess.Popen(
-        [sys.executable, "-m", "mnist_tracking.train", *args, f"hydra.run.dir={cwd}/outputs",
-         f"hydra.sweep.dir={cwd}/multirun"],
+        [sys.executable, "-m", "mnist_tracking.train", *args, *fixed],
         cwd=cwd, env={**base, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
-    proc = cli(args, cwd, env)
-    out, _ = proc.communicate(timeout=600)
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, dirs: bool = True) -> tuple[int, str]:
+    proc = cli(args, cwd, env, dirs)
+    try:
+        out, _ = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # a hung command must not outlive its test
+        out, _ = proc.communicate()
+        raise AssertionError(f"{args} ran over 10 minutes:\n{out}") from None
     return proc.returncode, out
 
 

@@ -1,4 +1,4 @@
-"""Team scale: sweeps logging to an MLflow tracking server backed by PostgreSQL, all on loopback."""
+"""Team scale: sweeps on joblib, Ray and submitit logging to a PostgreSQL-backed MLflow server, all on loopback."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import FIXTURE
-from tests.servers import free_port, mlflow_server, postgres
+from tests.servers import RAY_ENV, free_port, mlflow_server, postgres, processes_using, ray_cluster, ray_temp_dir
 from tests.test_cli import cli, run_cli
 from tests.test_sweep import GRID, assert_complete_child
 
 pytestmark = pytest.mark.slow
+TWO_JOBS = ["-m", "model=dense,mlp64", "trainer.epochs=1", f"data.path={FIXTURE}"]
 
 
 @pytest.fixture(scope="module")
@@ -23,27 +24,73 @@ def server(tmp_path_factory):
         yield uri
 
 
-def test_joblib_sweep_against_a_postgres_backed_server(server, tmp_path):
-    code, out = run_cli([*GRID, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"mlflow.tracking_uri={server}"],
-                        tmp_path)
-    assert code == 0, out
-    assert not (tmp_path / "mlruns").exists()  # nothing went to the local default store
-    client = mlflow.MlflowClient(server)
-    experiment = client.get_experiment_by_name("mnist")
-    everything = client.search_runs([experiment.experiment_id])
+def assert_sweep_on_server(uri: str, experiment: str, jobs: int) -> None:
+    """One finished parent with `jobs` complete children, its report, and a best model that predicts the fixture."""
+    client = mlflow.MlflowClient(uri)
+    everything = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     [parent] = [r for r in everything if r.data.tags.get("sweep") == "true"]
     children = [r for r in everything if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 4 and parent.info.status == "FINISHED"
+    assert len(children) == jobs == len(everything) - 1 and parent.info.status == "FINISHED"
     for child in children:
         assert_complete_child(client, child)
     assert {"sweep/summary.csv", "sweep/val_accuracy.png", "sweep/val_loss.png"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
 
-    mlflow.set_tracking_uri(server)
+    mlflow.set_tracking_uri(uri)
     best = parent.data.tags["best_run_id"]
     model = mlflow.pyfunc.load_model(f"runs:/{best}/model")
     images = (np.load(FIXTURE)["x_test"][:50].astype(np.float32) / 255.0 - 0.1307) / 0.3081
     assert np.asarray(model.predict(images)).shape == (50, 10)
+
+
+def test_joblib_sweep_against_a_postgres_backed_server(server, tmp_path):
+    code, out = run_cli([*GRID, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"mlflow.tracking_uri={server}",
+                         "mlflow.experiment_name=joblib"], tmp_path)
+    assert code == 0, out
+    assert not (tmp_path / "mlruns").exists()  # nothing went to the local default store
+    assert_sweep_on_server(server, "joblib", 4)
+
+
+def test_local_ray_sweep(server, tmp_path):
+    """hydra/launcher=ray starts a local Ray (2 CPUs) for the sweep and stops it when the sweep ends."""
+    with ray_temp_dir() as temp:
+        code, out = run_cli([*TWO_JOBS, "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
+                             "+hydra.launcher.ray.init.include_dashboard=false",
+                             f"+hydra.launcher.ray.init._temp_dir={temp}", f"mlflow.tracking_uri={server}",
+                             "mlflow.experiment_name=ray"], tmp_path, env=RAY_ENV)
+        assert code == 0, out
+        assert "Started a local Ray instance" in out
+        assert processes_using(str(temp)) == []  # the launcher's Ray went down with the sweep
+    assert not (tmp_path / "mlruns").exists()
+    assert_sweep_on_server(server, "ray", 2)
+
+
+def test_sweep_on_an_existing_ray_cluster(server, tmp_path):
+    """hydra/launcher=ray_cluster joins a running cluster whose workers have neither the submitting shell's
+    environment nor its working directory: the tracking URI comes from the shell's MLFLOW_TRACKING_URI
+    through the jobs' config, and the jobs' outputs still land in the launch directory."""
+    elsewhere = tmp_path / "cluster"
+    launch = tmp_path / "launch"
+    elsewhere.mkdir()
+    launch.mkdir()
+    with ray_cluster(elsewhere) as address:
+        code, out = run_cli([*TWO_JOBS, "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={address}",
+                             "mlflow.experiment_name=ray_cluster"], launch,
+                            env={**RAY_ENV, "MLFLOW_TRACKING_URI": server}, dirs=False)
+    assert code == 0, out
+    assert f"Connecting to existing Ray cluster at address: {address}" in out
+    assert not (launch / "mlruns").exists() and not (elsewhere / "mlruns").exists()
+    assert len(list(launch.glob("multirun/*/*/[01]/.hydra/config.yaml"))) == 2
+    assert_sweep_on_server(server, "ray_cluster", 2)
+
+
+def test_submitit_local_sweep(server, tmp_path):
+    code, out = run_cli([*TWO_JOBS, "hydra/launcher=submitit_local", f"mlflow.tracking_uri={server}",
+                         "mlflow.experiment_name=submitit"], tmp_path)
+    assert code == 0, out
+    assert "Submitit 'local' sweep output dir" in out
+    assert not (tmp_path / "mlruns").exists()
+    assert_sweep_on_server(server, "submitit", 2)
 
 
 def test_a_run_survives_a_server_restart(tmp_path):
