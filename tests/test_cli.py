@@ -90,14 +90,16 @@ def test_offline_without_cached_data_names_data_path(tmp_path):
     assert runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}") == []
 
 
-def sigterm_while_training(args: list[str], cwd: Path) -> tuple[int, str]:
-    """Starts the CLI on a long run, sends SIGTERM once training is under way; returns exit status and output."""
-    proc = cli([*args, "trainer.epochs=500"], cwd)
+def signal_while_training(args: list[str], cwd: Path, sig: int = signal.SIGTERM,
+                           env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Starts the CLI on a long run, sends `sig` once training is under way; returns exit status and output."""
+    # Ctrl-C's SIGINT stays ignored in a child of a shell's background job: give the CLI the default back.
+    proc = cli([*args, "trainer.epochs=500"], cwd, env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:
             if "epoch 2/500" in line:
                 break
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -105,7 +107,7 @@ def sigterm_while_training(args: list[str], cwd: Path) -> tuple[int, str]:
 
 
 def test_sigterm_marks_the_run_killed(tmp_path):
-    code, out = sigterm_while_training([f"data.path={FIXTURE}"], tmp_path)
+    code, out = signal_while_training([f"data.path={FIXTURE}"], tmp_path)
     assert code != 0
     [run] = runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     assert run.info.status == "KILLED", out

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import FIXTURE, runs
-from tests.test_cli import run_cli, sigterm_while_training
+from tests.test_cli import run_cli, signal_while_training
 from tests.test_train import ARTIFACTS, artifact_paths
 
 pytestmark = pytest.mark.slow
@@ -153,7 +153,7 @@ def test_a_failing_job_is_recorded_and_the_others_reported(tmp_path):
 
 
 def test_sigterm_ends_the_sweep_and_its_running_job_killed(tmp_path):
-    code, out = sigterm_while_training(["-m", "model=dense,mlp64", f"data.path={FIXTURE}"], tmp_path)
+    code, out = signal_while_training(["-m", "model=dense,mlp64", f"data.path={FIXTURE}"], tmp_path)
     assert code != 0
     [parent], children = sweep_runs(store_of(tmp_path))
     assert parent.info.status == "KILLED", out

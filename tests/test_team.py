@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURE
+from tests.conftest import FIXTURE, runs
 from tests.servers import RAY_ENV, free_port, mlflow_server, postgres, processes_using, ray_cluster, ray_temp_dir
-from tests.test_cli import cli, run_cli
+from tests.test_cli import cli, run_cli, signal_while_training
 from tests.test_sweep import GRID, assert_complete_child
 
 pytestmark = pytest.mark.slow
@@ -63,6 +64,18 @@ def test_local_ray_sweep(server, tmp_path):
         assert processes_using(str(temp)) == []  # the launcher's Ray went down with the sweep
     assert not (tmp_path / "mlruns").exists()
     assert_sweep_on_server(server, "ray", 2)
+
+
+def test_ctrl_c_stops_a_local_ray_sweep_with_every_run_killed(tmp_path):
+    with ray_temp_dir() as temp:
+        code, out = signal_while_training(
+            ["-m", "model=dense,mlp64", f"data.path={FIXTURE}", "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
+             f"+hydra.launcher.ray.init._temp_dir={temp}"], tmp_path, signal.SIGINT, RAY_ENV)
+        assert code != 0
+        assert processes_using(str(temp)) == []
+    everything = runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert len(everything) == 3, out  # the parent and both jobs, none left RUNNING
+    assert {r.info.status for r in everything} == {"KILLED"}, out
 
 
 def test_sweep_on_an_existing_ray_cluster(server, tmp_path):
