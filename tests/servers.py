@@ -88,8 +88,10 @@ def mlflow_server(backend_uri: str, artifacts: Path, port: int | None = None) ->
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-# Ray on loopback only, without a login to its API, without usage reporting.
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+# Ray on loopback only, without a login to its API, without usage reporting, and passing on every
+# line the jobs log (Ray's deduplication would fold "epoch 2/500" into "epoch 1/500 [repeated 2x]").
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_DEDUP_LOGS": "0"}
 
 
 def processes_using(text: str) -> list[int]:

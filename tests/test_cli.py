@@ -99,6 +99,8 @@ def signal_while_training(args: list[str], cwd: Path, sig: int = signal.SIGTERM,
         for line in proc.stdout:
             if "epoch 2/500" in line:
                 break
+        else:
+            raise AssertionError("the command ended before training reached epoch 2")
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=120)
     finally:
