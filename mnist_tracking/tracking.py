@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shlex
 import signal
@@ -133,7 +134,10 @@ def threads_per_job(launcher: DictConfig) -> int | None:
         return max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
     ray = launcher.get("ray")
     if ray is not None:  # Ray schedules one job per `num_cpus` of a node's CPUs (1 unless the launcher asks for more)
-        return int((ray.get("remote") or {}).get("num_cpus") or 1)
+        return max(1, math.ceil(float((ray.get("remote") or {}).get("num_cpus") or 1)))
+    if str(launcher.get("_target_", "")).endswith("submitit_launcher.LocalLauncher"):
+        # submitit_local starts every job at once, unpinned: `cpus_per_task` is the share it can give each.
+        return launcher.get("cpus_per_task")
     return None
 
 

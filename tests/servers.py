@@ -44,11 +44,12 @@ def postgres() -> Iterator[str]:
     root.chmod(0o777)  # the postgres user owns the cluster; root runs the tests
     port = free_port()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run([*as_postgres, _pg_bin("initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-o",
-                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
     try:
+        subprocess.run([*as_postgres, _pg_bin("initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust"],
+                       check=True, capture_output=True)
+        subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w",
+                        "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, capture_output=True)
         subprocess.run([*as_postgres, _pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
                         "mlflow"], check=True, capture_output=True)
         yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
@@ -94,20 +95,27 @@ RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"
            "RAY_DEDUP_LOGS": "0"}
 
 
-def processes_using(text: str) -> list[int]:
-    """Process ids whose command line mentions `text` (a cluster's own temp dir)."""
+def processes_using(directory: Path) -> list[int]:
+    """Process ids whose command line names `directory` (a Ray cluster's temp dir) or that hold a file open in it.
+
+    Ray's workers rename themselves (`ray::IDLE`), which overwrites their command line, but their
+    output goes to log files in the temp dir.
+    """
+    prefix = str(directory)
     found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if text.encode() in cmdline.read_bytes():
-                found.append(int(cmdline.parent.name))
+            if prefix.encode() in (proc / "cmdline").read_bytes() or any(
+                    os.readlink(fd).startswith(prefix) for fd in (proc / "fd").iterdir()):
+                found.append(int(proc.name))
         except OSError:  # the process ended meanwhile
             pass
     return found
 
 
-def kill_processes_using(text: str) -> None:
-    for pid in processes_using(text):
+def kill_processes_using(directory: Path) -> None:
+    """SIGKILLs whatever `processes_using` finds."""
+    for pid in processes_using(directory):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -119,7 +127,7 @@ def ray_temp_dir() -> Iterator[Path]:
     try:
         yield temp
     finally:
-        kill_processes_using(str(temp))
+        kill_processes_using(temp)
         shutil.rmtree(temp, ignore_errors=True)
 
 

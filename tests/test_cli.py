@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -90,22 +92,35 @@ def test_offline_without_cached_data_names_data_path(tmp_path):
     assert runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}") == []
 
 
-def signal_while_training(args: list[str], cwd: Path, sig: int = signal.SIGTERM,
-                           env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Starts the CLI on a long run, sends `sig` once training is under way; returns exit status and output."""
+def signal_while_training(args: list[str], cwd: Path, sig: int = signal.SIGTERM, env: dict[str, str] | None = None,
+                          jobs: int = 1) -> tuple[int, str]:
+    """Starts the CLI on a long run and, once `jobs` jobs are training, sends it `sig`; returns exit status and output.
+
+    SIGINT goes to the CLI's whole process group, as a terminal's Ctrl-C does; other signals to the CLI alone.
+    """
     # Ctrl-C's SIGINT stays ignored in a child of a shell's background job: give the CLI the default back.
-    proc = cli([*args, "trainer.epochs=500"], cwd, env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = cli([*args, "trainer.epochs=500"], cwd, env, start_new_session=True,
+               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    watchdog = threading.Timer(600, lambda: os.killpg(proc.pid, signal.SIGKILL))  # a hung start must not hang CI
+    watchdog.start()
+    seen = []
     try:
         for line in proc.stdout:
-            if "epoch 2/500" in line:
+            seen.append(line)
+            if sum("epoch 2/500" in s for s in seen) >= jobs:
                 break
         else:
-            raise AssertionError("the command ended before training reached epoch 2")
-        proc.send_signal(sig)
+            raise AssertionError(f"the command ended before {jobs} job(s) reached epoch 2:\n{''.join(seen)}")
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         out, _ = proc.communicate(timeout=120)
     finally:
-        proc.kill()
-    return proc.returncode, out
+        watchdog.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, "".join(seen) + out
 
 
 def test_sigterm_marks_the_run_killed(tmp_path):

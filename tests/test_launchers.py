@@ -15,6 +15,7 @@ from tests.conftest import CONF_DIR
 
 
 def hydra_config(overrides: list[str]) -> DictConfig:
+    """The `hydra` node of the composed config, as a launcher sees it."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=overrides, return_hydra_config=True).hydra
 
@@ -62,5 +63,9 @@ def test_threads_per_job_follow_the_launcher():
     assert threads_per_job(hydra_config(["hydra/launcher=ray"]).launcher) == 1  # Ray's 1 CPU per task
     ray4 = hydra_config(["hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=4"]).launcher
     assert threads_per_job(ray4) == 4
+    half = hydra_config(["hydra/launcher=ray", "+hydra.launcher.ray.remote.num_cpus=0.5"]).launcher
+    assert threads_per_job(half) == 1  # not 0, which TensorFlow reads as "every core"
+    local = hydra_config(["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=2"]).launcher
+    assert threads_per_job(local) == 2  # its jobs all run at once, unpinned
     # Slurm pins a job to its CPUs and TensorFlow sizes itself to them.
-    assert threads_per_job(hydra_config(["hydra/launcher=submitit_slurm"]).launcher) is None
+    assert threads_per_job(hydra_config(["hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=2"]).launcher) is None
