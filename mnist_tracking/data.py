@@ -79,11 +79,16 @@ def _read_keras_cache() -> dict[str, np.ndarray]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def _prepare(x: np.ndarray, y: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
+def normalize_images(x: np.ndarray, normalization: str) -> np.ndarray:
+    """uint8 pixels as the model sees them: float32 in [0, 1] ("unit"), then standardized ("standard")."""
     x = x.astype(np.float32) / 255.0
     if normalization == "standard":
         x = (x - MNIST_MEAN) / MNIST_STD
-    return x, np.eye(NUM_CLASSES, dtype=np.float32)[y]
+    return x
+
+
+def _prepare(x: np.ndarray, y: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
+    return normalize_images(x, normalization), np.eye(NUM_CLASSES, dtype=np.float32)[y]
 
 
 def load_mnist(path: str | None, normalization: str, validation_split: float, limit_train: int | None,

@@ -12,9 +12,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -60,33 +61,46 @@ def postgres() -> Iterator[str]:
 
 
 @contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path, port: int | None = None) -> Iterator[str]:
-    """`mlflow server` on loopback with proxied artifacts; yields its URI and stops its process group."""
-    port = port or free_port()
-    uri = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--artifacts-destination",
-         str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def process_group(command: list[str], ready: Callable[[], bool], what: str, **popen: Any) -> Iterator[None]:
+    """Runs `command` in a process group of its own until `ready()` (within 120 s), then until the block ends;
+    SIGTERM to the group then, and SIGKILL to whatever is left after 15 s, pass or fail."""
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            **popen)
     try:
         deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{uri}/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
+        while not ready():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server on {uri} did not become healthy")
+                raise RuntimeError(f"{what} did not come up")
             time.sleep(0.5)
-        yield uri
+        yield
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+        # `ray start --block` can hang on SIGTERM with its raylet gone: whatever is left goes now.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _healthy(uri: str) -> bool:
+    try:
+        return requests.get(f"{uri}/health", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+@contextmanager
+def mlflow_server(backend_uri: str, artifacts: Path, port: int | None = None) -> Iterator[str]:
+    """`mlflow server` on loopback with proxied artifacts; yields its URI once healthy, stops it at the end."""
+    port = port or free_port()
+    uri = f"http://127.0.0.1:{port}"
+    with process_group(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--artifacts-destination",
+             str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            lambda: _healthy(uri), f"mlflow server on {uri}",
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}):
+        yield uri
 
 
 # Ray on loopback only, without a login to its API, without usage reporting, and passing on every
@@ -137,24 +151,10 @@ def ray_cluster(cwd: Path) -> Iterator[str]:
     variables in its environment; yields its address and stops it at the end, pass or fail."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | RAY_ENV
-    with ray_temp_dir() as temp:
-        proc = subprocess.Popen(
+    with ray_temp_dir() as temp, process_group(
             [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", str(port),
              "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard=false",
              "--temp-dir", str(temp), "--disable-usage-stats"],
-            cwd=cwd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 120
-            while not list(temp.glob("session_*/sockets/raylet")):  # the node is up once its raylet listens
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("ray start --head did not come up")
-                time.sleep(0.5)
-            yield f"127.0.0.1:{port}"
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=15)
-            # `ray start --block` can hang on SIGTERM with its raylet gone: whatever is left goes now.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            lambda: bool(list(temp.glob("session_*/sockets/raylet"))),  # the node is up once its raylet listens
+            "ray start --head", cwd=cwd, env=env):
+        yield f"127.0.0.1:{port}"

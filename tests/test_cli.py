@@ -92,6 +92,17 @@ def test_offline_without_cached_data_names_data_path(tmp_path):
     assert runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}") == []
 
 
+def read_until(proc: subprocess.Popen, text: str, count: int = 1) -> str:
+    """Reads the command's output until `count` lines have said `text`; returns what it read."""
+    seen, found = [], 0
+    for line in proc.stdout:
+        seen.append(line)
+        found += text in line
+        if found >= count:
+            return "".join(seen)
+    raise AssertionError(f"the command ended before {count} line(s) said {text!r}:\n{''.join(seen)}")
+
+
 def signal_while_training(args: list[str], cwd: Path, sig: int = signal.SIGTERM, env: dict[str, str] | None = None,
                           jobs: int = 1) -> tuple[int, str]:
     """Starts the CLI on a long run and, once `jobs` jobs are training, sends it `sig`; returns exit status and output.
@@ -103,14 +114,8 @@ def signal_while_training(args: list[str], cwd: Path, sig: int = signal.SIGTERM,
                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     watchdog = threading.Timer(600, lambda: os.killpg(proc.pid, signal.SIGKILL))  # a hung start must not hang CI
     watchdog.start()
-    seen = []
     try:
-        for line in proc.stdout:
-            seen.append(line)
-            if sum("epoch 2/500" in s for s in seen) >= jobs:
-                break
-        else:
-            raise AssertionError(f"the command ended before {jobs} job(s) reached epoch 2:\n{''.join(seen)}")
+        seen = read_until(proc, "epoch 2/500", jobs)
         if sig == signal.SIGINT:
             os.killpg(proc.pid, sig)
         else:
@@ -120,7 +125,7 @@ def signal_while_training(args: list[str], cwd: Path, sig: int = signal.SIGTERM,
         watchdog.cancel()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    return proc.returncode, "".join(seen) + out
+    return proc.returncode, seen + out
 
 
 def test_sigterm_marks_the_run_killed(tmp_path):
@@ -134,9 +139,7 @@ def test_sigterm_marks_the_run_killed(tmp_path):
 def test_kill_9_leaves_a_run_the_stale_listing_finds(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     proc = cli([f"data.path={FIXTURE}", "trainer.epochs=500"], tmp_path)
-    for line in proc.stdout:
-        if "epoch 2/500" in line:
-            break
+    read_until(proc, "epoch 2/500")
     proc.kill()  # SIGKILL: nothing in the process can react
     proc.communicate(timeout=60)
     [run] = runs(store)

@@ -22,9 +22,10 @@ def store_of(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
 
 
-def sweep_runs(store: str) -> tuple[list[mlflow.entities.Run], dict[str, list[mlflow.entities.Run]]]:
-    """The sweep parents (oldest first) and each parent's children."""
-    everything = runs(store)
+def sweep_runs(store: str, experiment: str = "mnist") -> tuple[list[mlflow.entities.Run],
+                                                               dict[str, list[mlflow.entities.Run]]]:
+    """The sweep parents (oldest first) in `experiment` and each parent's children."""
+    everything = runs(store, experiment)
     parents = sorted((r for r in everything if r.data.tags.get("sweep") == "true"), key=lambda r: r.info.start_time)
     children = {p.info.run_id: [r for r in everything if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
                 for p in parents}

@@ -9,9 +9,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURE
+from mnist_tracking.data import normalize_images
+from tests.conftest import FIXTURE, runs
 from tests.servers import RAY_ENV, free_port, mlflow_server, postgres, processes_using, ray_cluster, ray_temp_dir
-from tests.test_cli import cli, run_cli, signal_while_training
+from tests.test_cli import cli, read_until, run_cli, signal_while_training
 from tests.test_sweep import GRID, assert_complete_child, sweep_runs
 
 pytestmark = pytest.mark.slow
@@ -28,11 +29,10 @@ def server(tmp_path_factory):
 def assert_sweep_on_server(uri: str, experiment: str, jobs: int) -> None:
     """One finished parent with `jobs` complete children, its report, and a best model that predicts the fixture."""
     client = mlflow.MlflowClient(uri)
-    everything = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    [parent] = [r for r in everything if r.data.tags.get("sweep") == "true"]
-    children = [r for r in everything if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == jobs == len(everything) - 1 and parent.info.status == "FINISHED"
-    for child in children:
+    [parent], children = sweep_runs(uri, experiment)
+    assert len(children[parent.info.run_id]) == jobs == len(runs(uri, experiment)) - 1
+    assert parent.info.status == "FINISHED"
+    for child in children[parent.info.run_id]:
         assert_complete_child(client, child)
     assert {"sweep/summary.csv", "sweep/val_accuracy.png", "sweep/val_loss.png"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
@@ -40,7 +40,7 @@ def assert_sweep_on_server(uri: str, experiment: str, jobs: int) -> None:
     mlflow.set_tracking_uri(uri)
     best = parent.data.tags["best_run_id"]
     model = mlflow.pyfunc.load_model(f"runs:/{best}/model")
-    images = (np.load(FIXTURE)["x_test"][:50].astype(np.float32) / 255.0 - 0.1307) / 0.3081
+    images = normalize_images(np.load(FIXTURE)["x_test"][:50], "standard")
     assert np.asarray(model.predict(images)).shape == (50, 10)
 
 
@@ -122,9 +122,7 @@ def test_a_run_survives_a_server_restart(tmp_path):
         uri = f"http://127.0.0.1:{port}"
         with mlflow_server(db, tmp_path / "artifacts", port):
             proc = cli([f"data.path={FIXTURE}", f"trainer.epochs={epochs}", f"mlflow.tracking_uri={uri}"], tmp_path)
-            for line in proc.stdout:
-                if f"epoch 5/{epochs}" in line:
-                    break
+            read_until(proc, f"epoch 5/{epochs}")
         down = time.monotonic()  # the server is stopped here; the job keeps training and queueing metrics
         time.sleep(5)
         with mlflow_server(db, tmp_path / "artifacts", port):

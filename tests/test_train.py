@@ -11,6 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from mnist_tracking import figures
+from mnist_tracking.data import normalize_images
 from mnist_tracking.train import train
 from tests.conftest import FIXTURE, QUICK, compose_config, runs
 
@@ -62,7 +63,7 @@ def test_logged_model_loads_and_predicts(make_cfg, store):
     metrics = train(make_cfg("model=dense"))
     [run] = runs(store)
     test = np.load(FIXTURE)
-    images = (test["x_test"].astype(np.float32) / 255.0 - 0.1307) / 0.3081  # data.normalization=standard
+    images = normalize_images(test["x_test"], "standard")  # data.normalization's default
     mlflow.set_tracking_uri(store)
     pyfunc_probs = np.asarray(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(images))
     keras_probs = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model").predict(images, verbose=0)
