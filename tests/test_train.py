@@ -59,6 +59,17 @@ def test_a_run_records_config_metrics_artifacts_and_model(make_cfg, store):
     assert overrides == [*QUICK, f"mlflow.tracking_uri={store}", "optimizer.learning_rate=0.01"]
 
 
+def test_skip_finished_reuses_a_finished_run_and_reruns_one_left_running(make_cfg, store):
+    cfg = make_cfg("sweep.skip_finished=true")
+    train(cfg)
+    train(cfg)  # the same config again: FINISHED already, nothing trains
+    [run] = runs(store)
+    # A job killed with kill -9 leaves its run RUNNING: that is not done, the next try trains again.
+    mlflow.MlflowClient(store).update_run(run.info.run_id, status="RUNNING")
+    train(cfg)
+    assert sorted(r.info.status for r in runs(store)) == ["FINISHED", "RUNNING"]
+
+
 def test_logged_model_loads_and_predicts(make_cfg, store):
     metrics = train(make_cfg("model=dense"))
     [run] = runs(store)
