@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 study: install
-	$(PY) -m mnist_tracking.train -m model=dense,mlp64 $(if $(DATA),data.path=$(DATA)) $(ARGS)
+	$(PY) -m mnist_tracking.train experiment=study $(if $(DATA),data.path=$(DATA)) $(ARGS)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

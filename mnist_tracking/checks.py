@@ -8,13 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-
-# What train() returns and a sweep report shows: the last epoch's Keras metrics and the test scores.
-OPTIMIZABLE_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "accuracy", "loss")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key, the value and what is valid."""
+from mnist_tracking.errors import ConfigError
+from mnist_tracking.names import DIRECTIONS, OPTIMIZABLE_METRICS
 
 
 def _is_int(value: Any) -> bool:
@@ -56,6 +51,9 @@ def check_config(cfg: DictConfig) -> None:
     epochs = cfg.trainer.epochs
     if not _is_int(epochs) or epochs < 1:
         _fail("trainer.epochs", epochs, "use a whole number >= 1, e.g. 30")
+    eval_batch_size = cfg.trainer.eval_batch_size
+    if not _is_int(eval_batch_size) or eval_batch_size < 1:
+        _fail("trainer.eval_batch_size", eval_batch_size, "use a whole number >= 1, e.g. 1024")
     if "hidden_units" in cfg.model:
         _check_units("model.hidden_units", cfg.model.hidden_units)
     if "filters" in cfg.model:
@@ -69,3 +67,10 @@ def check_config(cfg: DictConfig) -> None:
     metric = cfg.get("optimized_metric")
     if metric not in OPTIMIZABLE_METRICS:
         _fail("optimized_metric", metric, f"use one of {', '.join(OPTIMIZABLE_METRICS)}")
+    direction = cfg.get("optimized_direction")
+    if direction not in DIRECTIONS:
+        _fail("optimized_direction", direction, f"use one of {', '.join(DIRECTIONS)}")
+    if ("loss" in metric) != (direction == "minimize"):  # the best run would be the worst one
+        _fail("optimized_direction", direction,
+              f"optimized_metric={metric} is {'a loss' if 'loss' in metric else 'an accuracy'}: use optimized_direction="
+              f"{'minimize' if 'loss' in metric else 'maximize'}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_tracking.checks import ConfigError
+from mnist_tracking.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,24 +1,40 @@
-"""Figures of a finished run: learning curves, misclassified digits, confusion matrix."""
+"""Figures: a run's learning curves, misclassified digits and confusion matrix; a sweep's curves of every job."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # pyplot-free: no global figure state, no display needed
+
+
+def _per_epoch(ax: Axes, curves: Mapping[str, Sequence[float]], metric: str, title: str, **legend: Any) -> None:
+    """One line per labeled curve against epochs 1, 2, ...; empty curves are left out."""
+    for label, values in curves.items():
+        if len(values):
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+    ax.set(title=title, xlabel="epoch", ylabel=metric)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(**legend)
 
 
 def learning_curves(history: Mapping[str, Sequence[float]]) -> Figure:
     """Accuracy and loss per epoch, train against validation, side by side."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss")):
-        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
-            if key in history:
-                values = history[key]
-                ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
-        ax.set(title=metric, xlabel="epoch", ylabel=metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        curves = {label: history[key] for key, label in ((metric, "train"), (f"val_{metric}", "validation"))
+                  if key in history}
+        _per_epoch(ax, curves, metric, metric)
+    return fig
+
+
+def sweep_curves(curves: Mapping[str, Sequence[float]], metric: str, title: str) -> Figure:
+    """Every job's per-epoch curve of `metric` on one axes, labeled by its swept values."""
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    _per_epoch(fig.subplots(), curves, metric, title, fontsize=8)
     return fig
 
 

@@ -17,15 +17,13 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from matplotlib.figure import Figure
 
-from mnist_tracking.checks import OPTIMIZABLE_METRICS
-from mnist_tracking.tracking import SWEEP_TAG, resolve_tracking_uri
+from mnist_tracking import figures
+from mnist_tracking.names import (CURVES, OPTIMIZABLE_METRICS, OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG,
+                                  OVERRIDES_TAG, PARENT_RUN_TAG, REUSED_TAG_PREFIX, SWEEP_TAG, SWEPT_KEYS_TAG)
+from mnist_tracking.store import resolve_tracking_uri
 
 log = logging.getLogger(__name__)
-
-CURVES = ("val_accuracy", "val_loss")
-REUSED_TAG_PREFIX = "reused_run."  # on a parent: a FINISHED run of an earlier sweep that stands for a skipped job
 
 
 @dataclass
@@ -42,17 +40,13 @@ class SweepReport:
         return None if finished.empty else finished.iloc[0]
 
 
-def lower_is_better(metric: str) -> bool:
-    return "loss" in metric
-
-
 def swept_keys(parent: mlflow.entities.Run) -> list[str]:
-    return json.loads(parent.data.tags.get("swept_keys", "[]"))
+    return json.loads(parent.data.tags.get(SWEPT_KEYS_TAG, "[]"))
 
 
 def _job_values(run: mlflow.entities.Run, keys: list[str]) -> dict[str, str]:
     """The swept keys' values for one job, from its overrides tag, else its params."""
-    pairs = (item.split("=", 1) for item in json.loads(run.data.tags.get("overrides", "[]")) if "=" in item)
+    pairs = (item.split("=", 1) for item in json.loads(run.data.tags.get(OVERRIDES_TAG, "[]")) if "=" in item)
     overrides = {key.lstrip("+~"): value for key, value in pairs}
     return {key: overrides.get(key, run.data.params.get(key, "")) for key in keys}
 
@@ -60,9 +54,10 @@ def _job_values(run: mlflow.entities.Run, keys: list[str]) -> dict[str, str]:
 def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport:
     """Collects a sweep's child runs and the earlier runs it reused, sorted by its optimized metric."""
     parent = client.get_run(parent_run_id)
-    metric = parent.data.tags.get("optimized_metric", "val_accuracy")
+    metric = parent.data.tags[OPTIMIZED_METRIC_TAG]
+    minimize = parent.data.tags.get(OPTIMIZED_DIRECTION_TAG) == "minimize"
     children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10_000)
+                                  filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'", max_results=10_000)
     reused = [client.get_run(key.removeprefix(REUSED_TAG_PREFIX))
               for key in parent.data.tags if key.startswith(REUSED_TAG_PREFIX)]
     keys = swept_keys(parent)
@@ -88,22 +83,8 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
     columns = [*keys, *OPTIMIZABLE_METRICS, "epochs", "wall_time_s", "run_id", "status", "reused"]
     table = pd.DataFrame(rows, columns=columns)
     if not table.empty:
-        table = table.sort_values(metric, ascending=lower_is_better(metric), na_position="last", kind="stable")
+        table = table.sort_values(metric, ascending=minimize, na_position="last", kind="stable")
     return SweepReport(parent, table.reset_index(drop=True), curves)
-
-
-def curves_figure(curves: dict[str, list[float]], metric: str, title: str) -> Figure:
-    """Every job's per-epoch curve of `metric` on one axes, labeled by its swept values."""
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    ax = fig.subplots()
-    for label, values in curves.items():
-        if values:
-            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
-    ax.set(title=title, xlabel="epoch", ylabel=metric)
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=8)
-    return fig
 
 
 def latest_sweep(client: mlflow.MlflowClient, experiment_name: str) -> str:
@@ -167,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     report.table.to_csv(out / "summary.csv", index=False)
     for metric in CURVES:
-        curves_figure(report.curves[metric], metric, f"sweep {parent_id}: {metric}").savefig(out / f"{metric}.png")
+        figures.sweep_curves(report.curves[metric], metric, f"sweep {parent_id}: {metric}").savefig(out / f"{metric}.png")
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(f"Sweep {parent_id} ({report.parent.info.status}), {len(report.table)} jobs, best first:")
         print(report.table.to_string(index=False))

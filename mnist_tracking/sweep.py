@@ -6,9 +6,7 @@ import atexit
 import json
 import logging
 import math
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +16,15 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, open_dict, read_write
 
-from mnist_tracking import report, tracking
-from mnist_tracking.checks import ConfigError
+from mnist_tracking import figures, report, store
+from mnist_tracking.errors import ConfigError
+from mnist_tracking.job import source_tags
+from mnist_tracking.names import (BEST_RUN_TAG, BEST_VALUE_TAG_PREFIX, CURVES, FAILED_JOBS_TAG, JOBS_PARAM,
+                                  OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG, PARENT_RUN_TAG, REGISTERED_MODEL_TAG,
+                                  SWEEP_TAG, SWEPT_KEYS_TAG, SWEPT_PARAM_PREFIX)
 from mnist_tracking.redaction import redact, redact_text
+from mnist_tracking.registry import register_run_model
+from mnist_tracking.tracking import SigtermAsInterrupt
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
         self.tracking_uri: str | None = None
+        self._sigterm = SigtermAsInterrupt()  # for the sweep's lifetime
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -70,22 +75,22 @@ class MlflowSweepCallback(Callback):
 
     def _start(self, config: DictConfig) -> None:
         launch_dir = Path(config.hydra.runtime.cwd)
-        self.tracking_uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
-        experiment_id = tracking.prepare_experiment(self.tracking_uri, config.mlflow.experiment_name)
+        self.tracking_uri = store.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
+        experiment_id = store.prepare_experiment(self.tracking_uri, config.mlflow.experiment_name)
         swept = redact(swept_values(config))
         tags = {
-            **tracking.source_tags(launch_dir, sys.argv[1:]), tracking.SWEEP_TAG: "true",
-            "swept_keys": json.dumps(list(swept)), "optimized_metric": config.optimized_metric,
+            **source_tags(launch_dir, sys.argv[1:], one_job=False), SWEEP_TAG: "true",
+            SWEPT_KEYS_TAG: json.dumps(list(swept)), OPTIMIZED_METRIC_TAG: config.optimized_metric,
+            OPTIMIZED_DIRECTION_TAG: config.optimized_direction,
             "sweeper": config.hydra.sweeper._target_, "launcher": config.hydra.launcher._target_,
         }
-        client = mlflow.MlflowClient()
+        client = mlflow.MlflowClient(self.tracking_uri)
         name = "sweep " + " ".join(f"{k}={v}" for k, v in swept.items())
         self.parent_run_id = client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
         # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed.
         atexit.register(self._close_at_exit)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
-        client.log_batch(self.parent_run_id, params=[mlflow.entities.Param(f"swept.{k}", v[:6000])
+        self._sigterm.install()
+        client.log_batch(self.parent_run_id, params=[mlflow.entities.Param(f"{SWEPT_PARAM_PREFIX}{k}", v[:6000])
                                                      for k, v in swept.items()])
         # Jobs get both through their own config, which launchers ship to other processes and machines.
         with read_write(config.hydra.overrides), open_dict(config.hydra.overrides):
@@ -100,20 +105,21 @@ class MlflowSweepCallback(Callback):
         self._end_running_children(client, RunStatus.FAILED)  # a job whose worker died could not end its run
         sweep = report.build_report(client, self.parent_run_id)
         table = sweep.table
-        client.log_param(self.parent_run_id, "jobs", len(table))
+        client.log_param(self.parent_run_id, JOBS_PARAM, len(table))
         failed = table[table["status"] != "FINISHED"]
         client.log_table(self.parent_run_id, data=table, artifact_file="sweep/summary.json")
         client.log_text(self.parent_run_id, table.to_csv(index=False), "sweep/summary.csv")
-        for metric in report.CURVES:
-            figure = report.curves_figure(sweep.curves[metric], metric, f"{metric} per epoch, every job")
+        for metric in CURVES:
+            figure = figures.sweep_curves(sweep.curves[metric], metric, f"{metric} per epoch, every job")
             client.log_figure(self.parent_run_id, figure, f"sweep/{metric}.png")
         if len(failed):
-            client.set_tag(self.parent_run_id, "failed_jobs", json.dumps(failed["run_id"].tolist()))
+            client.set_tag(self.parent_run_id, FAILED_JOBS_TAG, json.dumps(failed["run_id"].tolist()))
         best = sweep.best
         if best is not None:
             self._record_best(client, config, best, report.swept_keys(sweep.parent))
         status = RunStatus.FAILED if len(failed) else RunStatus.FINISHED
         self._close(status)
+        self._sigterm.restore()
         log.info("Sweep %s: %d jobs, %d failed; best run %s", self.parent_run_id, len(table), len(failed),
                  None if best is None else best["run_id"])
         if len(failed):
@@ -124,25 +130,21 @@ class MlflowSweepCallback(Callback):
 
     def _record_best(self, client: mlflow.MlflowClient, config: DictConfig, best: Any, keys: list[str]) -> None:
         metric = config.optimized_metric
-        client.set_tag(self.parent_run_id, "best_run_id", best["run_id"])
+        client.set_tag(self.parent_run_id, BEST_RUN_TAG, best["run_id"])
         for key in keys:
-            client.set_tag(self.parent_run_id, f"best.{key}", str(best[key]))
+            client.set_tag(self.parent_run_id, f"{BEST_VALUE_TAG_PREFIX}{key}", str(best[key]))
         if best.get(metric) is not None and not math.isnan(best[metric]):
             client.log_metric(self.parent_run_id, f"best_{metric}", float(best[metric]))
-        if config.sweep.register_best:
-            models = client.search_logged_models([client.get_run(best["run_id"]).info.experiment_id],
-                                                 filter_string=f"source_run_id = '{best['run_id']}'")
-            if not models:
-                log.warning("Best run %s has no logged model to register", best["run_id"])
-                return
-            version = mlflow.register_model(models[0].model_uri, config.sweep.registered_model_name)
-            client.set_tag(self.parent_run_id, "registered_model", f"{version.name}/{version.version}")
+        version = config.sweep.register_best and register_run_model(client, best["run_id"],
+                                                                    config.sweep.registered_model_name)
+        if version:
+            client.set_tag(self.parent_run_id, REGISTERED_MODEL_TAG, f"{version.name}/{version.version}")
 
     def _end_running_children(self, client: mlflow.MlflowClient, status: int) -> None:
         parent = client.get_run(self.parent_run_id)
         for run in client.search_runs(
                 [parent.info.experiment_id], max_results=10_000,
-                filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and attributes.status = 'RUNNING'"):
+                filter_string=f"tags.`{PARENT_RUN_TAG}` = '{self.parent_run_id}' and attributes.status = 'RUNNING'"):
             log.warning("Ending job run %s, still RUNNING, as %s", run.info.run_id, RunStatus.to_string(status))
             client.set_terminated(run.info.run_id, RunStatus.to_string(status))
 

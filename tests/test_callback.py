@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import keras
 import mlflow
-import numpy as np
 import pytest
 
 from mnist_tracking.callback import MlflowCallback
 from mnist_tracking.data import load_mnist
-from tests.conftest import FIXTURE
+from tests.helpers import FIXTURE
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_tracking.checks import ConfigError
+from mnist_tracking.errors import ConfigError
 from mnist_tracking.train import train
-from tests.conftest import FIXTURE, runs
+from tests.helpers import FIXTURE, runs
 
 BAD_VALUES = [
     # (override, text the message must contain)
@@ -27,6 +27,10 @@ BAD_VALUES = [
     ("model=cnn model.filters=[]", "model.filters=[] is invalid"),
     ("model=cnn model.dropout=1.0", "model.dropout=1.0 is invalid"),
     ("optimized_metric=f1", "optimized_metric='f1' is invalid: use one of val_accuracy"),
+    ("optimized_direction=up", "optimized_direction='up' is invalid: use one of maximize, minimize"),
+    ("optimized_metric=val_loss", "optimized_direction='maximize' is invalid: optimized_metric=val_loss is a loss: "
+                                  "use optimized_direction=minimize"),
+    ("trainer.eval_batch_size=0", "trainer.eval_batch_size=0 is invalid: use a whole number >= 1"),
     ("data.normalization=zscore", "data.normalization='zscore' is invalid: use one of standard, unit"),
     ("seed=-1", "seed=-1 is invalid: use a whole number from 0 to 2**32 - 1"),
     ("data.limit_train=1", "leaves 0 of 1 images for training"),

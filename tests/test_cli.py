@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
 import mlflow
 import pytest
 
-from tests.conftest import FIXTURE, runs
-from tests.test_train import ARTIFACTS, artifact_paths
+from tests.helpers import ARTIFACTS, FIXTURE, artifact_paths, cli, read_until, run_cli, runs, signal_while_training
 
 pytestmark = pytest.mark.slow
-
-
-def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, dirs: bool = True,
-        **kwargs) -> subprocess.Popen:
-    """Starts `python -m mnist_tracking.train ARGS` in `cwd` with Hydra's outputs kept under it
-    (in fixed `outputs` and `multirun` folders, or with `dirs=False` where the config puts them)."""
-    base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    fixed = [f"hydra.run.dir={cwd}/outputs", f"hydra.sweep.dir={cwd}/multirun"] if dirs else []
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_tracking.train", *args, *fixed],
-        cwd=cwd, env={**base, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
-
-
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, dirs: bool = True) -> tuple[int, str]:
-    proc = cli(args, cwd, env, dirs)
-    try:
-        out, _ = proc.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        proc.kill()  # a hung command must not outlive its test
-        out, _ = proc.communicate()
-        raise AssertionError(f"{args} ran over 10 minutes:\n{out}") from None
-    return proc.returncode, out
 
 
 def test_study_sweep_records_two_complete_runs(tmp_path):
@@ -90,42 +62,6 @@ def test_offline_without_cached_data_names_data_path(tmp_path):
     assert returncode == 2, out
     assert "MNIST is not in Keras's cache" in out and "set data.path=/path/to/mnist.npz" in out
     assert runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}") == []
-
-
-def read_until(proc: subprocess.Popen, text: str, count: int = 1) -> str:
-    """Reads the command's output until `count` lines have said `text`; returns what it read."""
-    seen, found = [], 0
-    for line in proc.stdout:
-        seen.append(line)
-        found += text in line
-        if found >= count:
-            return "".join(seen)
-    raise AssertionError(f"the command ended before {count} line(s) said {text!r}:\n{''.join(seen)}")
-
-
-def signal_while_training(args: list[str], cwd: Path, sig: int = signal.SIGTERM, env: dict[str, str] | None = None,
-                          jobs: int = 1) -> tuple[int, str]:
-    """Starts the CLI on a long run and, once `jobs` jobs are training, sends it `sig`; returns exit status and output.
-
-    SIGINT goes to the CLI's whole process group, as a terminal's Ctrl-C does; other signals to the CLI alone.
-    """
-    # Ctrl-C's SIGINT stays ignored in a child of a shell's background job: give the CLI the default back.
-    proc = cli([*args, "trainer.epochs=500"], cwd, env, start_new_session=True,
-               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    watchdog = threading.Timer(600, lambda: os.killpg(proc.pid, signal.SIGKILL))  # a hung start must not hang CI
-    watchdog.start()
-    try:
-        seen = read_until(proc, "epoch 2/500", jobs)
-        if sig == signal.SIGINT:
-            os.killpg(proc.pid, sig)
-        else:
-            proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        watchdog.cancel()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    return proc.returncode, seen + out
 
 
 def test_sigterm_marks_the_run_killed(tmp_path):

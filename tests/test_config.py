@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 
-from tests.conftest import CONF_DIR, compose_config
+from tests.helpers import CONF_DIR, compose_config
 
 OPTIONS = sorted(
     (group.name, option.stem) for group in CONF_DIR.iterdir() if group.is_dir() for option in group.glob("*.yaml")
@@ -23,7 +24,7 @@ def test_every_group_has_its_options():
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
 def test_each_option_composes(group, option):
     cfg = compose_config([f"{group}={option}"])
-    if group != "hparams_search":  # a search is a global overlay, not a node of its own
+    if group not in ("hparams_search", "experiment"):  # global overlays, not nodes of their own
         assert cfg[group] is not None
     if group == "optimizer":
         assert cfg.optimizer.learning_rate > 0
@@ -74,3 +75,25 @@ def test_optuna_search_space():
     assert sweeper.params == {"optimizer.learning_rate": "tag(log, interval(0.001, 0.3))",
                               "model.hidden_units": "choice(32, 64, 128, 256)", "data.batch_size": "choice(32, 64, 128)"}
     assert cfg.hydra.callbacks.mlflow_sweep._target_ == "mnist_tracking.sweep.MlflowSweepCallback"
+
+
+def test_optuna_direction_is_the_root_configs():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hparams_search=optuna", "optimized_metric=val_loss",
+                                           "optimized_direction=minimize"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.direction == "minimize"
+
+
+def test_the_study_is_an_experiment_file():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=study"], return_hydra_config=True)
+    assert cfg.hydra.mode == RunMode.MULTIRUN  # a sweep without -m
+    assert cfg.hydra.sweeper.params == {"model": "dense,mlp64"}
+    assert (cfg.seed, cfg.data.batch_size, cfg.data.validation_split, cfg.data.normalization) == (42, 32, 0.25, "standard")
+    assert (cfg.trainer.epochs, cfg.optimizer._target_, cfg.optimizer.learning_rate, cfg.optimizer.momentum) == \
+        (30, "keras.optimizers.SGD", 0.01, 0.0)
+    # What it sets wins over the root config's keys, and the command line wins over it.
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=study", "trainer.epochs=2", "optimizer=adam"])
+    assert cfg.trainer.epochs == 2 and cfg.optimizer._target_ == "keras.optimizers.Adam"
+    assert cfg.optimizer.learning_rate == 0.001 and "momentum" not in cfg.optimizer  # Adam's own file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnist_tracking.data import load_mnist
-from tests.conftest import FIXTURE
+from tests.helpers import FIXTURE
 
 
 def test_fixture_is_real_mnist():

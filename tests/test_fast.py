@@ -9,7 +9,7 @@ import mlflow
 import pytest
 
 from mnist_tracking.train import train
-from tests.conftest import runs
+from tests.helpers import runs
 
 
 def history(store: str, run: mlflow.entities.Run) -> dict[str, list[tuple[int, float]]]:

@@ -10,8 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_tracking.tracking import threads_per_job
-from tests.conftest import CONF_DIR
+from mnist_tracking.job import threads_per_job
+from tests.helpers import CONF_DIR
 
 
 def hydra_config(overrides: list[str]) -> DictConfig:

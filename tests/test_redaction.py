@@ -9,7 +9,7 @@ import pytest
 
 from mnist_tracking.redaction import RedactingFilter, redact, redact_text
 from mnist_tracking.train import train
-from tests.conftest import runs
+from tests.helpers import FIXTURE, run_cli, runs
 
 SECRETS = ["+creds.password=hunter2", "+creds.api_token=tok123", "+remote.uri=postgresql://bob:s3cret@db:5432/x"]
 LEAKS = ("hunter2", "tok123", "s3cret")
@@ -51,9 +51,6 @@ def test_a_run_records_no_secret(make_cfg, store, caplog):
 
 @pytest.mark.slow
 def test_hydra_outputs_and_console_hold_no_secret(tmp_path):
-    from tests.test_cli import run_cli
-    from tests.conftest import FIXTURE
-
     code, out = run_cli(["-m", "trainer.epochs=1", f"data.path={FIXTURE}", *SECRETS], tmp_path)
     assert code == 0, out
     saved = [p for p in (tmp_path / "multirun").rglob("*") if p.is_file() and p.suffix in (".yaml", ".log")]

@@ -10,38 +10,10 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.conftest import FIXTURE, runs
-from tests.test_cli import run_cli, signal_while_training
-from tests.test_train import ARTIFACTS, artifact_paths
+from tests.helpers import (FIXTURE, GRID, assert_complete_child, report_table, run_cli, runs, signal_while_training,
+                           store_of, sweep_runs)
 
 pytestmark = pytest.mark.slow
-GRID = ["-m", "model=dense,mlp64", "optimizer.learning_rate=0.01,0.1", "trainer.epochs=1", f"data.path={FIXTURE}"]
-
-
-def store_of(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-
-
-def sweep_runs(store: str, experiment: str = "mnist") -> tuple[list[mlflow.entities.Run],
-                                                               dict[str, list[mlflow.entities.Run]]]:
-    """The sweep parents (oldest first) in `experiment` and each parent's children."""
-    everything = runs(store, experiment)
-    parents = sorted((r for r in everything if r.data.tags.get("sweep") == "true"), key=lambda r: r.info.start_time)
-    children = {p.info.run_id: [r for r in everything if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
-                for p in parents}
-    return parents, children
-
-
-def assert_complete_child(client: mlflow.MlflowClient, run: mlflow.entities.Run, epochs: int = 1) -> None:
-    assert run.info.status == "FINISHED"
-    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        assert len(client.get_metric_history(run.info.run_id, name)) == epochs, name
-    assert {"test_accuracy", "test_loss"} <= run.data.metrics.keys()
-    assert ARTIFACTS <= artifact_paths(client, run.info.run_id)
-
-
-def report_table(client: mlflow.MlflowClient, parent_id: str) -> pd.DataFrame:
-    return pd.read_csv(client.download_artifacts(parent_id, "sweep/summary.csv"))
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from mnist_tracking.data import normalize_images
-from tests.conftest import FIXTURE, runs
+from tests.helpers import (FIXTURE, GRID, assert_complete_child, cli, read_until, run_cli, runs, signal_while_training,
+                           sweep_runs)
 from tests.servers import RAY_ENV, free_port, mlflow_server, postgres, processes_using, ray_cluster, ray_temp_dir
-from tests.test_cli import cli, read_until, run_cli, signal_while_training
-from tests.test_sweep import GRID, assert_complete_child, sweep_runs
 
 pytestmark = pytest.mark.slow
 TWO_JOBS = ["-m", "model=dense,mlp64", "trainer.epochs=1", f"data.path={FIXTURE}"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 
 import mlflow
@@ -12,23 +14,15 @@ from omegaconf import OmegaConf
 
 from mnist_tracking import figures
 from mnist_tracking.data import normalize_images
+from mnist_tracking.errors import RunFailedError
+from mnist_tracking.tracking import SigtermAsInterrupt
 from mnist_tracking.train import train
-from tests.conftest import FIXTURE, QUICK, compose_config, runs
+from tests.helpers import ARTIFACTS, FIXTURE, QUICK, artifact_paths, compose_config, runs
 
 PARAMS = {"model.hidden_units": "64", "model.activation": "relu", "optimizer.learning_rate": "0.01",
           "optimizer.momentum": "0.0", "data.batch_size": "32", "data.validation_split": "0.25",
           "data.path": str(FIXTURE), "trainer.epochs": "2", "seed": "42", "mlflow.experiment_name": "mnist",
           "total_params": "50890", "trainable_params": "50890"}
-ARTIFACTS = {"model_summary.txt", "config/config.yaml", "config/overrides.yaml", "figures/learning_curves.png",
-             "figures/misclassified.png", "figures/confusion_matrix.png"}
-
-
-def artifact_paths(client: mlflow.MlflowClient, run_id: str, path: str = "") -> set[str]:
-    """Every file under a run's artifact root."""
-    found = set()
-    for item in client.list_artifacts(run_id, path):
-        found |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
-    return found
 
 
 def test_a_run_records_config_metrics_artifacts_and_model(make_cfg, store):
@@ -119,3 +113,19 @@ def test_tracking_uri_env_wins_over_the_default(store, tmp_path, monkeypatch):
     train(compose_config([*QUICK, "trainer.epochs=1", "mlflow.experiment_name=from-env"]))
     assert len(runs(store, "from-env")) == 1
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_failure_says_which_run_records_it(make_cfg, store, monkeypatch):
+    monkeypatch.setattr(figures, "misclassified", lambda *args, **kwargs: 1 / 0)
+    with pytest.raises(RunFailedError) as info:
+        train(make_cfg("trainer.epochs=1"))
+    [run] = runs(store)
+    assert info.value.run_id == run.info.run_id and run.info.status == "FAILED"
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_sigterm_is_ctrl_c_only_inside_the_block():
+    before = signal.getsignal(signal.SIGTERM)
+    with SigtermAsInterrupt(), pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before

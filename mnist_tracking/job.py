@@ -1,0 +1,110 @@
+"""What a Hydra job is: its overrides and name, where it was launched, its config hash, its cores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_tracking.names import COMMAND_TAG, GIT_COMMIT_TAG
+from mnist_tracking.redaction import redact_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What identifies one Hydra job: its overrides, a name built from them, where it was launched."""
+
+    overrides: list[str]
+    name: str
+    launch_dir: Path
+    threads: int | None  # TensorFlow threads for this job when a launcher runs several at once; None: all cores
+
+
+def current_job() -> Job:
+    """The running Hydra job (outside Hydra: no overrides, named "defaults", launched here)."""
+    if not HydraConfig.initialized():
+        return Job([], "defaults", Path.cwd(), None)
+    hc = HydraConfig.get()
+    # Keys that Hydra leaves out of the job's name (the sweep's parent run id) are left out of its command too.
+    excluded = set(hc.job.config.override_dirname.exclude_keys)
+    overrides = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded]
+    return Job(overrides, redact_text(hc.job.override_dirname) or "defaults", Path(hc.runtime.cwd),
+               threads_per_job(hc.launcher))
+
+
+def threads_per_job(launcher: DictConfig) -> int | None:
+    """The cores one job may use when its launcher runs several jobs on one machine; None: TensorFlow decides.
+
+    TensorFlow sizes its thread pools to the cores the process may run on. That is right for a serial
+    sweep and for Slurm (which pins a job to its CPUs), but parallel jobs on one machine would each take them all.
+    """
+    n_jobs = launcher.get("n_jobs")  # joblib: n_jobs at once on this machine; -1 means one per core
+    if n_jobs:
+        parallel = (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+        return max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
+    ray = launcher.get("ray")
+    if ray is not None:  # Ray schedules one job per `num_cpus` of a node's CPUs (1 unless the launcher asks for more)
+        return max(1, math.ceil(float((ray.get("remote") or {}).get("num_cpus") or 1)))
+    if str(launcher.get("_target_", "")).endswith("submitit_launcher.LocalLauncher"):
+        # submitit_local starts every job at once, unpinned: `cpus_per_task` is the share it can give each.
+        return launcher.get("cpus_per_task")
+    return None
+
+
+def limit_threads(threads: int | None) -> None:
+    """Gives this process's TensorFlow `threads` cores (None: leaves TensorFlow's default, every core)."""
+    if threads is None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # a reused worker process whose TensorFlow is already initialized keeps its setting
+        return
+    log.info("Parallel jobs: %d TensorFlow threads for this one", threads)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A hash of what determines a job's result: the resolved config less where and how it is tracked."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("mlflow", "sweep"):
+        container.pop(key, None)
+    if container.get("data", {}).get("path"):  # the same file however the path was written
+        container["data"]["path"] = str(Path(container["data"]["path"]).expanduser().resolve())
+    return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def git_commit(directory: Path) -> str | None:
+    """HEAD of the git checkout holding `directory`, or None outside one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def source_tags(launch_dir: Path, args: list[str], one_job: bool) -> dict[str, str]:
+    """The command that runs `args` again from `launch_dir`, and the git commit there when it is a checkout.
+
+    `one_job`: the command reruns one job of a sweep, never the whole sweep.
+    """
+    if one_job and any(arg.startswith(("hparams_search=", "experiment=")) for arg in args):
+        args = [*args, "hydra.mode=RUN"]  # these files make a multirun: one trial again, not a whole new search
+    command = f"cd {shlex.quote(str(launch_dir))} && python -m mnist_tracking.train {shlex.join(args)}".rstrip()
+    tags = {COMMAND_TAG: redact_text(command)}
+    commit = git_commit(launch_dir)
+    if commit:
+        tags[GIT_COMMIT_TAG] = commit
+    return tags

@@ -1,0 +1,31 @@
+"""Names that a writer and a reader must agree on: the tags, params and metrics of runs and sweeps.
+
+Each is written by one module and read by another (or by a user filtering runs in the MLflow UI), so
+each lives here once. No imports: any module may take these without pulling in anything else.
+"""
+
+# On every job run.
+CONFIG_HASH_TAG = "config_hash"  # hash of the resolved config less tracking keys: finds a job's earlier runs
+OVERRIDES_TAG = "overrides"      # JSON list of the job's command-line overrides (secrets masked)
+COMMAND_TAG = "command"          # the shell command that runs this job (or sweep) again
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own: nests a job under its sweep in the UI
+GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own: the checkout's HEAD
+
+# On a sweep's parent run.
+SWEEP_TAG = "sweep"                       # "true" on a multirun's parent run
+SWEPT_KEYS_TAG = "swept_keys"             # JSON list of the config keys the sweep varies
+OPTIMIZED_METRIC_TAG = "optimized_metric"     # what the sweep ranks jobs by
+OPTIMIZED_DIRECTION_TAG = "optimized_direction"  # "maximize" or "minimize" that metric
+REUSED_TAG_PREFIX = "reused_run."         # + run id: a FINISHED run of an earlier sweep that stands for a skipped job
+FAILED_JOBS_TAG = "failed_jobs"           # JSON list of the run ids of jobs that did not finish
+BEST_RUN_TAG = "best_run_id"              # the job run that ranked first
+BEST_VALUE_TAG_PREFIX = "best."           # + swept key: that key's value in the best job
+REGISTERED_MODEL_TAG = "registered_model"  # "<name>/<version>" registered from the best job
+SWEPT_PARAM_PREFIX = "swept."             # + swept key: the values (or search space) the sweep covers
+JOBS_PARAM = "jobs"                       # how many jobs the report covers
+
+# Metrics. What train() returns and a sweep can optimize: the last epoch's Keras metrics and the test scores.
+OPTIMIZABLE_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "accuracy", "loss")
+DIRECTIONS = ("maximize", "minimize")  # Optuna's words for them
+CURVES = ("val_accuracy", "val_loss")  # per-epoch metrics a sweep report draws for every job
+OPTIMIZER_STEPS_METRIC = "optimizer_steps"  # updates a run made (the fast path makes as many as a plain fit)
