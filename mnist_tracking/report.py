@@ -21,7 +21,8 @@ import pandas as pd
 from mnist_tracking import figures
 from mnist_tracking.names import (CURVES, OPTIMIZABLE_METRICS, OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG,
                                   OVERRIDES_TAG, PARENT_RUN_TAG, REUSED_TAG_PREFIX, SWEEP_TAG, SWEPT_KEYS_TAG)
-from mnist_tracking.store import resolve_tracking_uri
+from mnist_tracking.errors import ConfigError
+from mnist_tracking.store import existing_store, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    client = mlflow.MlflowClient(resolve_tracking_uri(args.tracking_uri, Path.cwd()))
+    try:  # only reads: a folder with no store gets no empty one
+        client = existing_store(resolve_tracking_uri(args.tracking_uri, Path.cwd()))
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
     if args.stale:
         stale = stale_runs(client, args.experiment, args.older_than)
         print(f"{len(stale)} RUNNING run(s) in {args.experiment!r} idle for {args.older_than:g} s or more"

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import os
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import requests
+from mlflow.exceptions import MlflowException
 
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.redaction import redact_text
+
+log = logging.getLogger(__name__)
 
 
 def resolve_tracking_uri(configured: str | None, launch_dir: Path) -> str:
@@ -38,20 +45,87 @@ def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
             "tracking server, or point mlflow.tracking_uri (or $MLFLOW_TRACKING_URI) at one that runs.") from None
 
 
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a SQLite tracking URI; None for any other store."""
+    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def creation_lock(database: Path | None) -> Iterator[None]:
+    """Holds an exclusive lock beside a SQLite database (no lock for other stores) for the block.
+
+    An flock: the kernel releases it when its holder's process ends, however it ends, so a killed
+    command never leaves the next one waiting.
+    """
+    if database is None:
+        yield
+        return
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("Waiting for another command to finish creating the store at %s", database)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _create_sqlite_store(database: Path) -> None:
+    """Creates an empty MLflow store at `database` whole, or not at all (call under its creation lock).
+
+    MLflow creates a store by migrating its schema step by step. Two commands doing that to one file
+    race (`duplicate column name`), and one killed halfway leaves a broken file. So the store is built
+    under a temporary name and renamed into place: a database at that path is always complete.
+    """
+    for leftover in database.parent.glob(f".{database.name}.*.tmp"):  # from a command killed while creating
+        leftover.unlink()
+    building = database.with_name(f".{database.name}.{os.getpid()}.tmp")
+    mlflow.MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)  # MLflow migrates on first use
+    os.replace(building, database)
+
+
 def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
-    """Creates the store and the experiment at `tracking_uri` if needed; returns the experiment's id."""
+    """Creates the store and the experiment at `tracking_uri` if needed; returns the experiment's id.
+
+    Safe when several commands (single runs, sweeps, a sweep's parallel jobs) do this at once.
+    """
     check_reachable(tracking_uri)
     artifact_location = None
-    if tracking_uri.startswith("sqlite:///"):
+    database = sqlite_path(tracking_uri)
+    if database is not None:
         # Keep MLflow's embedded layout (database + artifact folder) together in one folder.
-        store_dir = Path(tracking_uri.removeprefix("sqlite:///")).parent
-        store_dir.mkdir(parents=True, exist_ok=True)
-        artifact_location = (store_dir / "artifacts").resolve().as_uri()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        artifact_location = (database.parent / "artifacts").resolve().as_uri()
+        if not database.exists():
+            with creation_lock(database):
+                if not database.exists():
+                    _create_sqlite_store(database)
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(experiment_name, artifact_location=artifact_location)
+    with creation_lock(database):
+        experiment = client.get_experiment_by_name(experiment_name)  # another command may have just made it
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(experiment_name, artifact_location=artifact_location)
+        except MlflowException as exc:  # a server's other client won the race: the name is unique
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return client.get_experiment_by_name(experiment_name).experiment_id
+
+
+def existing_store(tracking_uri: str) -> mlflow.MlflowClient:
+    """A client for a store that must exist already (for reading); ConfigError names the URI otherwise."""
+    database = sqlite_path(tracking_uri)
+    if database is not None and not database.is_file():
+        raise ConfigError(f"No MLflow store at {tracking_uri}: nothing to read there. Run a job from this folder "
+                          "first, or give the store with --tracking-uri (or $MLFLOW_TRACKING_URI).")
+    check_reachable(tracking_uri)
+    return mlflow.MlflowClient(tracking_uri)
 
 
 def ui_command(tracking_uri: str) -> str:
