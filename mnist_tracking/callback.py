@@ -1,10 +1,14 @@
-"""A Keras callback that records a fit in MLflow; works in any `model.fit`, with or without Hydra."""
+"""A Keras callback that records a fit in MLflow, checkpoints included; works in any `model.fit`, with or without Hydra."""
 
 from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import keras
 import mlflow
@@ -12,6 +16,8 @@ from mlflow.entities import Metric, Param
 from mlflow.utils.async_logging.run_operations import RunOperations
 
 from mnist_tracking import figures
+from mnist_tracking.checkpoint import save_checkpoint
+from mnist_tracking.names import CHECKPOINT_ARTIFACT, CHECKPOINT_COPY_TAG, CHECKPOINT_EPOCH_TAG
 
 log = logging.getLogger(__name__)
 
@@ -20,29 +26,42 @@ class MlflowCallback(keras.callbacks.Callback):
     """Logs a fit to an MLflow run.
 
     At the start: the model's `total_params`/`trainable_params` and `model_summary.txt`.
-    Every epoch: each entry of Keras's logs (`loss`, `accuracy`, `val_loss`, ...) once, with step = epoch.
+    Every epoch: each entry of Keras's logs (`loss`, `accuracy`, `val_loss`, ...) once, with step = epoch;
+    every `checkpoint_every` epochs (and the last): a checkpoint, as the run's `checkpoint/checkpoint.npz`.
     At the end: `figures/learning_curves.png`.
 
     Args:
         run_id: The run to log to; None means the active run at the start of training.
         tracking_uri: Where that run is; None means MLflow's current tracking URI.
+        checkpoint_every: Epochs between checkpoints; 0 means none.
+        checkpoint_dir: Where the local copy of the checkpoint goes (default: the working directory).
+        recorded: Per-epoch metrics the run already has (a resumed fit): not logged again, and drawn.
     """
 
-    def __init__(self, run_id: str | None = None, tracking_uri: str | None = None) -> None:
+    def __init__(self, run_id: str | None = None, tracking_uri: str | None = None, checkpoint_every: int = 0,
+                 checkpoint_dir: Path | None = None, recorded: Mapping[str, Sequence[float]] | None = None) -> None:
         super().__init__()
         self.run_id = run_id
         self.tracking_uri = tracking_uri
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_dir = checkpoint_dir or Path.cwd()
+        self.recorded = recorded or {}
         self.history: dict[str, list[float]] = {}
         self._run_id: str | None = None
         self._client: mlflow.MlflowClient | None = None
         self._pending: list[RunOperations] = []  # asynchronous metric logging still in flight
+        self._uploads: list[Future] = []  # checkpoint uploads, one at a time, off the training thread
+        self._uploader: ThreadPoolExecutor | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.history, self._pending = {}, []
+        self.history = {key: list(values) for key, values in self.recorded.items()}
+        self._pending, self._uploads = [], []
         self._run_id = self.run_id or self._active_run_id()
+        self._client = client = mlflow.MlflowClient(self.tracking_uri)
+        if self.checkpoint_every:
+            self._uploader = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-upload")
         total = self.model.count_params()
         trainable = sum(math.prod(w.shape) for w in self.model.trainable_weights)
-        self._client = client = mlflow.MlflowClient(self.tracking_uri)
         client.log_batch(self._run_id, params=[Param("total_params", str(total)),
                                                Param("trainable_params", str(trainable))])
         lines: list[str] = []
@@ -51,20 +70,51 @@ class MlflowCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         metrics = {key: float(value) for key, value in (logs or {}).items()}
-        for key, value in metrics.items():
+        # A resumed fit may retrain epochs whose metrics were recorded before its checkpoint was: once is enough.
+        new = {key: value for key, value in metrics.items() if epoch >= len(self.history.get(key, []))}
+        for key, value in new.items():
             self.history.setdefault(key, []).append(value)
-        # Asynchronous: the next epoch does not wait for the tracking store.
-        timestamp_ms = int(time.time() * 1000)
-        self._pending.append(self._client.log_batch(
-            self._run_id, metrics=[Metric(key, value, timestamp_ms, epoch) for key, value in metrics.items()],
-            synchronous=False))
+        operation = None
+        if new:  # asynchronous: the next epoch does not wait for the tracking store
+            timestamp_ms = int(time.time() * 1000)
+            operation = self._client.log_batch(
+                self._run_id, metrics=[Metric(key, value, timestamp_ms, epoch) for key, value in new.items()],
+                synchronous=False)
+            self._pending.append(operation)
+        last = epoch + 1 == self.params.get("epochs")
+        if self.checkpoint_every and ((epoch + 1) % self.checkpoint_every == 0 or last) \
+                and math.isfinite(metrics.get("loss", 0.0)):  # a diverged state is nothing to continue from
+            snapshot = self.checkpoint_dir / f".checkpoint-{epoch}" / "checkpoint.npz"
+            save_checkpoint(self.model, epoch, snapshot)
+            self._uploads.append(self._uploader.submit(self._upload, snapshot, epoch, operation))
+
+    def _upload(self, snapshot: Path, epoch: int, metrics: RunOperations | None) -> None:
+        """Stores a checkpoint with the run, after its epoch's metrics (so a resume never leaves a gap)."""
+        if metrics is not None:
+            metrics.wait()
+        self._client.log_artifact(self._run_id, str(snapshot), CHECKPOINT_ARTIFACT.rsplit("/", 1)[0])
+        local = self.checkpoint_dir / "checkpoint.npz"
+        snapshot.replace(local)
+        snapshot.parent.rmdir()
+        self._client.set_tag(self._run_id, CHECKPOINT_COPY_TAG, f"{socket.gethostname()}:{local.resolve()}")
+        self._client.set_tag(self._run_id, CHECKPOINT_EPOCH_TAG, str(epoch))  # last: the checkpoint is complete
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        self.close()
         if self.history:
             self._client.log_figure(self._run_id, figures.learning_curves(self.history), "figures/learning_curves.png")
-        for operation in self._pending:  # every epoch is on record before the run can end
+
+    def close(self) -> None:
+        """Waits until every epoch's metrics and every checkpoint are on record; also after an interrupted fit."""
+        uploads, self._uploads = self._uploads, []
+        for upload in uploads:
+            upload.result()
+        if self._uploader is not None:
+            self._uploader.shutdown()
+            self._uploader = None
+        pending, self._pending = self._pending, []
+        for operation in pending:
             operation.wait()
-        self._pending = []
 
     @staticmethod
     def _active_run_id() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from numbers import Real
 from typing import Any
@@ -17,7 +19,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
+    """A finite real number: nan and inf are never valid settings here."""
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _fail(key: str, value: Any, valid: str) -> None:
@@ -38,6 +41,10 @@ def check_config(cfg: DictConfig) -> None:
     lr = cfg.optimizer.get("learning_rate")
     if not _is_number(lr) or lr <= 0:
         _fail("optimizer.learning_rate", lr, "use a number > 0, e.g. 0.01")
+    if "momentum" in cfg.optimizer:
+        momentum = cfg.optimizer.momentum
+        if not _is_number(momentum) or not 0 <= momentum <= 1:
+            _fail("optimizer.momentum", momentum, "use a number from 0 to 1, e.g. 0.9 (0: plain SGD)")
     batch_size = cfg.data.batch_size
     if not _is_int(batch_size) or batch_size < 1:
         _fail("data.batch_size", batch_size, "use a whole number >= 1, e.g. 32")
@@ -51,6 +58,12 @@ def check_config(cfg: DictConfig) -> None:
     epochs = cfg.trainer.epochs
     if not _is_int(epochs) or epochs < 1:
         _fail("trainer.epochs", epochs, "use a whole number >= 1, e.g. 30")
+    every = cfg.trainer.checkpoint_every
+    if not _is_int(every) or every < 0:
+        _fail("trainer.checkpoint_every", every, "use a whole number of epochs >= 0 (0: no checkpoints), e.g. 1")
+    resume = cfg.trainer.resume
+    if resume is not False and resume != "auto" and not (isinstance(resume, str) and re.fullmatch(r"[0-9a-f]{32}", resume)):
+        _fail("trainer.resume", resume, "use auto, false, or the 32-character id of a stopped run")
     eval_batch_size = cfg.trainer.eval_batch_size
     if not _is_int(eval_batch_size) or eval_batch_size < 1:
         _fail("trainer.eval_batch_size", eval_batch_size, "use a whole number >= 1, e.g. 1024")

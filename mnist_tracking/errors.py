@@ -1,4 +1,4 @@
-"""The project's exceptions: bad input, and a failure that a run already records."""
+"""The project's exceptions: bad input, a diverged run, and a failure that a run already records."""
 
 from __future__ import annotations
 
@@ -16,3 +16,7 @@ class RunFailedError(RuntimeError):
     def __init__(self, run_id: str, cause: BaseException) -> None:
         super().__init__(f"MLflow run {run_id} failed and is recorded as FAILED: {type(cause).__name__}: {cause}")
         self.run_id = run_id
+
+
+class DivergedError(RuntimeError):
+    """Training stopped because the loss stopped being a finite number; the message says when."""

@@ -23,23 +23,26 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    """What identifies one Hydra job: its overrides, a name built from them, where it was launched."""
+    """What identifies one Hydra job: its overrides, a name built from them, where it was launched and writes."""
 
     overrides: list[str]
     name: str
     launch_dir: Path
+    output_dir: Path  # Hydra's folder for this job (its log, .hydra/, the local checkpoint copy)
     threads: int | None  # TensorFlow threads for this job when a launcher runs several at once; None: all cores
 
 
 def current_job() -> Job:
     """The running Hydra job (outside Hydra: no overrides, named "defaults", launched here)."""
     if not HydraConfig.initialized():
-        return Job([], "defaults", Path.cwd(), None)
+        return Job([], "defaults", Path.cwd(), Path.cwd(), None)
     hc = HydraConfig.get()
     # Keys that Hydra leaves out of the job's name (the sweep's parent run id) are left out of its command too.
     excluded = set(hc.job.config.override_dirname.exclude_keys)
     overrides = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded]
-    return Job(overrides, redact_text(hc.job.override_dirname) or "defaults", Path(hc.runtime.cwd),
+    # A config composed without running it (tests, `compose`) has no output folder: the working directory stands in.
+    output_dir = Path.cwd() if OmegaConf.is_missing(hc.runtime, "output_dir") else Path(hc.runtime.output_dir)
+    return Job(overrides, redact_text(hc.job.override_dirname) or "defaults", Path(hc.runtime.cwd), output_dir,
                threads_per_job(hc.launcher))
 
 
@@ -81,6 +84,8 @@ def config_hash(cfg: DictConfig) -> str:
     container = OmegaConf.to_container(cfg, resolve=True)
     for key in ("mlflow", "sweep"):
         container.pop(key, None)
+    for key in ("resume", "checkpoint_every"):  # how a run is kept and continued, not what it computes
+        container.get("trainer", {}).pop(key, None)
     if container.get("data", {}).get("path"):  # the same file however the path was written
         container["data"]["path"] = str(Path(container["data"]["path"]).expanduser().resolve())
     return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]

@@ -10,9 +10,19 @@ OVERRIDES_TAG = "overrides"      # JSON list of the job's command-line overrides
 COMMAND_TAG = "command"          # the shell command that runs this job (or sweep) again
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own: nests a job under its sweep in the UI
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own: the checkout's HEAD
+OWNER_TAG = "owner"              # "host:pid:start" of the process training the run, to tell a dead one from a live one
+SLURM_JOB_TAG = "slurm_job"      # "job id:restart count" when Slurm runs the job (a requeued job keeps its id)
+CHECKPOINT_EPOCH_TAG = "checkpoint_epoch"  # the last epoch (0-based) whose checkpoint is stored with the run
+CHECKPOINT_COPY_TAG = "checkpoint_local_copy"  # "host:path" of the same checkpoint in the job's output folder
+CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.npz"  # the run's one current checkpoint, replaced as training goes
+ATTEMPTS_TAG = "attempts"        # how many processes have trained this run (1 + resumes)
+RESUMED_FROM_EPOCH_TAG = "resumed_from_epoch"  # the first epoch (0-based) the latest attempt trained
+FAILURE_REASON_TAG = "failure_reason"  # why a FAILED run failed, e.g. "loss became nan at epoch 3"
+DIVERGED_TAG = "diverged"        # "true" when the loss stopped being finite: resuming would diverge again
 
 # On a sweep's parent run.
 SWEEP_TAG = "sweep"                       # "true" on a multirun's parent run
+SWEEP_HASH_TAG = "sweep_hash"             # hash of the sweep's command line and base config: finds it to resume
 SWEPT_KEYS_TAG = "swept_keys"             # JSON list of the config keys the sweep varies
 OPTIMIZED_METRIC_TAG = "optimized_metric"     # what the sweep ranks jobs by
 OPTIMIZED_DIRECTION_TAG = "optimized_direction"  # "maximize" or "minimize" that metric
@@ -27,5 +37,6 @@ JOBS_PARAM = "jobs"                       # how many jobs the report covers
 # Metrics. What train() returns and a sweep can optimize: the last epoch's Keras metrics and the test scores.
 OPTIMIZABLE_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "accuracy", "loss")
 DIRECTIONS = ("maximize", "minimize")  # Optuna's words for them
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # what Keras logs each epoch, with step = epoch
 CURVES = ("val_accuracy", "val_loss")  # per-epoch metrics a sweep report draws for every job
 OPTIMIZER_STEPS_METRIC = "optimizer_steps"  # updates a run made (the fast path makes as many as a plain fit)

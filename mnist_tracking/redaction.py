@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -89,4 +90,13 @@ class RedactSecretsCallback(Callback):
             saved.append(Path(config.hydra.sweep.dir) / "multirun.yaml")
         for path in saved:
             if path.is_file():  # Hydra wrote these before this job started; jobs keep their config in memory
-                OmegaConf.save(OmegaConf.create(redact(OmegaConf.to_container(OmegaConf.load(path)))), path)
+                _replace(path, OmegaConf.to_yaml(redact(OmegaConf.to_container(OmegaConf.load(path)))))
+
+
+def _replace(path: Path, text: str) -> None:
+    """Rewrites `path` atomically: parallel jobs rewrite the sweep's multirun.yaml, and a reader must never
+    see it half-written."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(text)
+    os.chmod(tmp.name, 0o644)  # as Hydra wrote it (a temporary file starts private)
+    os.replace(tmp.name, path)

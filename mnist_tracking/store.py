@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import shlex
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,21 +52,28 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
 
 
-@contextlib.contextmanager
-def creation_lock(database: Path | None) -> Iterator[None]:
-    """Holds an exclusive lock beside a SQLite database (no lock for other stores) for the block.
+def _lock_path(tracking_uri: str) -> Path:
+    """Beside a SQLite database; for a server, a file named after its URI in this machine's temp folder."""
+    database = sqlite_path(tracking_uri)
+    if database is not None:
+        return database.with_name(database.name + ".lock")
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"mnist-tracking-{digest}.lock"
 
-    An flock: the kernel releases it when its holder's process ends, however it ends, so a killed
-    command never leaves the next one waiting.
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Holds this machine's exclusive lock on the store at `tracking_uri` for the block.
+
+    Creating the store or an experiment, and claiming a run to resume, happen under it. An flock: the
+    kernel releases it when its holder's process ends, however it ends, so a killed command never
+    leaves the next one waiting.
     """
-    if database is None:
-        yield
-        return
-    with open(database.with_name(database.name + ".lock"), "a") as lock:
+    with open(_lock_path(tracking_uri), "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("Waiting for another command to finish creating the store at %s", database)
+            log.info("Waiting for another command's lock on the store (%s)", lock.name)
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -73,7 +82,7 @@ def creation_lock(database: Path | None) -> Iterator[None]:
 
 
 def _create_sqlite_store(database: Path) -> None:
-    """Creates an empty MLflow store at `database` whole, or not at all (call under its creation lock).
+    """Creates an empty MLflow store at `database` whole, or not at all (call under `store_lock`).
 
     MLflow creates a store by migrating its schema step by step. Two commands doing that to one file
     race (`duplicate column name`), and one killed halfway leaves a broken file. So the store is built
@@ -99,14 +108,14 @@ def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
         database.parent.mkdir(parents=True, exist_ok=True)
         artifact_location = (database.parent / "artifacts").resolve().as_uri()
         if not database.exists():
-            with creation_lock(database):
+            with store_lock(tracking_uri):
                 if not database.exists():
                     _create_sqlite_store(database)
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is not None:
         return experiment.experiment_id
-    with creation_lock(database):
+    with store_lock(tracking_uri):
         experiment = client.get_experiment_by_name(experiment_name)  # another command may have just made it
         if experiment is not None:
             return experiment.experiment_id

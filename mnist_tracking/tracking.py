@@ -14,10 +14,12 @@ import mlflow
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_tracking.errors import RunFailedError
+from mnist_tracking.errors import DivergedError, RunFailedError
 from mnist_tracking.job import Job, config_hash, source_tags
-from mnist_tracking.names import CONFIG_HASH_TAG, OVERRIDES_TAG, PARENT_RUN_TAG, REUSED_TAG_PREFIX
+from mnist_tracking.names import (ATTEMPTS_TAG, CONFIG_HASH_TAG, DIVERGED_TAG, FAILURE_REASON_TAG, OVERRIDES_TAG, PARENT_RUN_TAG,
+                                  REUSED_TAG_PREFIX)
 from mnist_tracking.redaction import redact
+from mnist_tracking.resume import owner_tags
 
 log = logging.getLogger(__name__)
 
@@ -59,30 +61,43 @@ def run_tags(job: Job, cfg: DictConfig) -> dict[str, str]:
 
 
 def find_finished_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
-    """The latest FINISHED run in the experiment whose config hash matches `cfg`'s."""
-    found = mlflow.MlflowClient(tracking_uri).search_runs(
-        [experiment_id], filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1)
+    """A FINISHED run that makes this job's training unnecessary, or None.
+
+    With `sweep.skip_finished`: the latest FINISHED run of the same config in the experiment. In a sweep
+    that continues a stopped one (its parent has more than one attempt): the job's own FINISHED run in it.
+    """
+    client = mlflow.MlflowClient(tracking_uri)
+    query = f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and attributes.status = 'FINISHED'"
+    parent = cfg.mlflow.get("parent_run_id")
+    if not cfg.sweep.skip_finished:
+        if not parent or int(client.get_run(parent).data.tags.get(ATTEMPTS_TAG, "1")) < 2:
+            return None
+        query += f" and tags.`{PARENT_RUN_TAG}` = '{parent}'"
+    found = client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time DESC"],
+                               max_results=1)
     return found[0] if found else None
 
 
 def reuse_run(tracking_uri: str, run: mlflow.entities.Run, parent_run_id: str | None, job_name: str) -> dict[str, float]:
-    """Lets a FINISHED run stand for a job: links it to the sweep (if any) and returns its metrics."""
+    """Lets a FINISHED run stand for a job: links it to the sweep (unless it is in it already); returns its metrics."""
     log.info("Skipping %s: run %s already FINISHED with the same config", job_name, run.info.run_id)
-    if parent_run_id:
+    if parent_run_id and run.data.tags.get(PARENT_RUN_TAG) != parent_run_id:
         mlflow.MlflowClient(tracking_uri).set_tag(parent_run_id, REUSED_TAG_PREFIX + run.info.run_id, job_name)
     return dict(run.data.metrics)
 
 
 @contextlib.contextmanager
-def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
-    """The active MLflow run of a job; it ends FINISHED, FAILED on an exception, or KILLED on Ctrl-C/SIGTERM.
+def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str, str],
+                run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """The active MLflow run of a job (a new one, or `run_id` continued); it ends FINISHED, FAILED on an
+    exception (tag `failure_reason`), or KILLED on Ctrl-C/SIGTERM.
 
     An exception leaves as RunFailedError (the original chained), so a sweep knows the failure is on record.
     """
     # MLflow's fluent API (start_run, log_model, log_figure) reads the process-wide URI: set it here, in the open.
     mlflow.set_tracking_uri(tracking_uri)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags)
+    run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=None if run_id else name,
+                           tags={**tags, **owner_tags()})
     status = RunStatus.FINISHED
     try:
         with SigtermAsInterrupt():
@@ -92,6 +107,8 @@ def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str
         raise
     except Exception as exc:
         status = RunStatus.FAILED
+        reason = str(exc) if isinstance(exc, DivergedError) else f"{type(exc).__name__}: {exc}"
+        mlflow.set_tags({FAILURE_REASON_TAG: reason[:5000], **({DIVERGED_TAG: "true"} if isinstance(exc, DivergedError) else {})})
         raise RunFailedError(run.info.run_id, exc) from exc
     except BaseException:  # SystemExit and the like: still not a finished run
         status = RunStatus.FAILED
@@ -114,9 +131,12 @@ def flatten_config(cfg: DictConfig | Mapping[str, Any], prefix: str = "") -> dic
     return flat
 
 
-def log_config(cfg: DictConfig, overrides: list[str]) -> None:
-    """Logs every config leaf as a param, and the resolved config and overrides as YAML artifacts (secrets masked)."""
+def log_config(cfg: DictConfig, overrides: list[str], logged: Mapping[str, str] | None = None) -> None:
+    """Logs every config leaf as a param, and the resolved config and overrides as YAML artifacts (secrets masked).
+
+    `logged`: params the run has already (a resumed run); they keep their first values.
+    """
     container = redact(OmegaConf.to_container(cfg, resolve=True))
-    mlflow.log_params(flatten_config(container))
+    mlflow.log_params({key: value for key, value in flatten_config(container).items() if key not in (logged or {})})
     mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(container)), "config/config.yaml")
     mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(redact(list(overrides)))), "config/overrides.yaml")

@@ -18,21 +18,24 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mnist_tracking.checks import check_config
-from mnist_tracking.errors import ConfigError, RunFailedError
+from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError
+from mnist_tracking.names import RESUMED_FROM_EPOCH_TAG
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Trains, evaluates and records one run of `cfg`; returns its final metrics (last epoch, test)."""
+    """Trains, evaluates and records one run of `cfg` (or continues a stopped one); returns its final metrics."""
     # Imported here, not at the top, so `--help` and `--cfg job` answer without loading TensorFlow.
     import keras
+    import mlflow
 
-    from mnist_tracking import store, tracking
+    from mnist_tracking import resume, store, tracking
     from mnist_tracking.callback import MlflowCallback
     from mnist_tracking.data import load_mnist
     from mnist_tracking.evaluation import record_evaluation
     from mnist_tracking.job import current_job, limit_threads
+    from mnist_tracking.pipeline import training_batches
     from mnist_tracking.redaction import install_log_filter
 
     install_log_filter()  # secrets in overrides or URIs never reach the console or the job's log file
@@ -43,32 +46,55 @@ def train(cfg: DictConfig) -> dict[str, float]:
     keras.utils.set_random_seed(cfg.seed)
     tracking_uri = store.resolve_tracking_uri(cfg.mlflow.tracking_uri, job.launch_dir)
     experiment_id = store.prepare_experiment(tracking_uri, cfg.mlflow.experiment_name)
-    if cfg.sweep.skip_finished and (done := tracking.find_finished_run(tracking_uri, experiment_id, cfg)):
+    if (done := tracking.find_finished_run(tracking_uri, experiment_id, cfg)) is not None:
         return tracking.reuse_run(tracking_uri, done, cfg.mlflow.parent_run_id, job.name)
-
     data = load_mnist(cfg.data.path, cfg.data.normalization, cfg.data.validation_split, cfg.data.limit_train,
                       cfg.data.limit_test)
-    with tracking.tracked_run(tracking_uri, experiment_id, job.name, tracking.run_tags(job, cfg)) as run:
+    stopped = resume.claim_run(tracking_uri, experiment_id, cfg)  # a stopped run of this job to continue, if any
+
+    client = mlflow.MlflowClient(tracking_uri)
+    with tracking.tracked_run(tracking_uri, experiment_id, job.name, tracking.run_tags(job, cfg),
+                              run_id=stopped and stopped.info.run_id) as run:
         # Built inside the run: a model or optimizer that Keras rejects leaves a FAILED run that says why.
         model = instantiate(cfg.model, _convert_="all")
         steps_per_epoch = math.ceil(len(data.x_train) / cfg.data.batch_size)
         model.compile(optimizer=instantiate(cfg.optimizer), loss="categorical_crossentropy", metrics=["accuracy"],
                       steps_per_execution=steps_per_epoch if cfg.trainer.fast else 1)
-        tracking.log_config(cfg, job.overrides)
-        history = model.fit(
-            data.x_train, data.y_train, batch_size=cfg.data.batch_size, epochs=cfg.trainer.epochs,
-            validation_data=(data.x_val, data.y_val),
-            validation_batch_size=cfg.trainer.eval_batch_size if cfg.trainer.fast else None,
-            callbacks=[MlflowCallback(run.info.run_id, tracking_uri), _epoch_logger(cfg.trainer.epochs)],
-            verbose=1 if sys.stdout.isatty() else 0,  # Keras's bar on a terminal; the log line always
-        )
+        first_epoch, recorded = 0, {}
+        if stopped:
+            first_epoch = resume.restore(client, stopped, model, job.output_dir / "resumed") + 1
+            recorded = resume.recorded_history(client, stopped.info.run_id)
+            mlflow.set_tag(RESUMED_FROM_EPOCH_TAG, first_epoch)
+            log.info("Resuming run %s from epoch %d", stopped.info.run_id, first_epoch)
+        tracking.log_config(cfg, job.overrides, logged=stopped and stopped.data.params)
+        recorder = MlflowCallback(run.info.run_id, tracking_uri, cfg.trainer.checkpoint_every, job.output_dir, recorded)
+        try:
+            model.fit(
+                training_batches(data.x_train, data.y_train, cfg.data.batch_size, cfg.seed, first_epoch,
+                                 cfg.trainer.epochs),
+                steps_per_epoch=steps_per_epoch, initial_epoch=first_epoch, epochs=cfg.trainer.epochs, shuffle=False,
+                validation_data=(data.x_val, data.y_val),
+                validation_batch_size=cfg.trainer.eval_batch_size if cfg.trainer.fast else None,
+                callbacks=[keras.callbacks.TerminateOnNaN(), recorder, _epoch_logger(cfg.trainer.epochs)],
+                verbose=1 if sys.stdout.isatty() else 0,  # Keras's bar on a terminal; the log line always
+            )
+        finally:  # stopped or not, what was trained is on record before the run ends
+            recorder.close()
+        _raise_if_diverged(recorder.history)
         test_metrics = record_evaluation(model, data, cfg.trainer.eval_batch_size)
 
-    metrics = {key: values[-1] for key, values in history.history.items()} | test_metrics
+    metrics = {key: values[-1] for key, values in recorder.history.items()} | test_metrics
     log.info("MLflow run %s: test_accuracy=%.4f val_accuracy=%.4f", run.info.run_id, metrics["test_accuracy"],
              metrics["val_accuracy"])
     log.info("See it with: %s  (experiment %s, run %s)", store.ui_command(tracking_uri), experiment_id, run.info.run_id)
     return metrics
+
+
+def _raise_if_diverged(history: dict[str, list[float]]) -> None:
+    """DivergedError when the last epoch's loss is not finite (TerminateOnNaN stopped the fit there)."""
+    losses = history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise DivergedError(f"loss became {losses[-1]} at epoch {len(losses)}")
 
 
 def _epoch_logger(epochs: int):
@@ -87,11 +113,16 @@ def main(cfg: DictConfig) -> float:
     except ConfigError as exc:
         log.error("%s", exc)
         sys.exit(2)
-    except RunFailedError:
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
+    except RunFailedError as exc:
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        if isinstance(exc.__cause__, DivergedError):  # a reason, not a bug: no traceback
+            log.error("%s", exc)
+            if not multirun:
+                sys.exit(1)
+        elif not multirun:
             raise
-        # One failing job must not end the sweep: its run is FAILED and the sweep's report lists it.
-        log.exception("Job %s failed", HydraConfig.get().job.override_dirname)
+        else:  # one failing job must not end the sweep: its run is FAILED and the sweep's report lists it
+            log.exception("Job %s failed", HydraConfig.get().job.override_dirname)
         return math.nan
     # Any other failure has no run to show it: it ends a sweep, loudly.
     return metrics[cfg.optimized_metric]

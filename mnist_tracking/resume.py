@@ -1,0 +1,129 @@
+"""Continuing a stopped run: which run a job continues, claiming it, and the checkpoint and metrics it has."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import mlflow
+from omegaconf import DictConfig
+
+from mnist_tracking.errors import ConfigError
+from mnist_tracking.job import config_hash
+from mnist_tracking.names import (ATTEMPTS_TAG, CHECKPOINT_ARTIFACT, CHECKPOINT_COPY_TAG, CHECKPOINT_EPOCH_TAG,
+                                  CONFIG_HASH_TAG, DIVERGED_TAG, EPOCH_METRICS, OWNER_TAG, PARENT_RUN_TAG,
+                                  SLURM_JOB_TAG)
+from mnist_tracking.store import store_lock
+
+log = logging.getLogger(__name__)
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot), which tells it from a later process with its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _slurm_job() -> str | None:
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"{job}:{os.environ.get('SLURM_RESTART_COUNT', '0')}" if job else None
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming this process as the one training a run."""
+    tags = {OWNER_TAG: f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"}
+    if _slurm_job():
+        tags[SLURM_JOB_TAG] = _slurm_job()
+    return tags
+
+
+def owner_is_gone(tags: dict[str, str]) -> bool:
+    """Whether the process that trained a RUNNING run has provably ended: on this machine, no process with its
+    pid and start time; under Slurm, this is a later start (requeue) of the same job."""
+    owner, slurm, here = tags.get(OWNER_TAG), tags.get(SLURM_JOB_TAG), _slurm_job()
+    if slurm and here and slurm.split(":")[0] == here.split(":")[0]:
+        return int(here.split(":")[1]) > int(slurm.split(":")[1])  # Slurm runs one start of a job at a time
+    if not owner:
+        return False
+    host, pid, start = owner.rsplit(":", 2)
+    return host == socket.gethostname() and _process_start(int(pid)) != start
+
+
+def _resumable(run: mlflow.entities.Run) -> bool:
+    tags = run.data.tags
+    return (CHECKPOINT_EPOCH_TAG in tags and tags.get(DIVERGED_TAG) != "true"
+            and (run.info.status in ("KILLED", "FAILED") or (run.info.status == "RUNNING" and owner_is_gone(tags))))
+
+
+def claim_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
+    """The run this job continues, claimed for this process; None: train a new run.
+
+    `trainer.resume`: auto takes the latest stopped run of the same config (and the same sweep parent,
+    or none) that has a checkpoint; a run id takes that run; false takes none. Under the store's lock,
+    so that two identical jobs never take the same run.
+    """
+    wanted = cfg.trainer.resume
+    if wanted is False:
+        return None
+    client = mlflow.MlflowClient(tracking_uri)
+    with store_lock(tracking_uri):
+        if wanted == "auto":
+            found = client.search_runs(
+                [experiment_id], filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and "
+                                               "attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"])
+            parent = cfg.mlflow.get("parent_run_id")
+            run = next((r for r in found if r.data.tags.get(PARENT_RUN_TAG) == parent and _resumable(r)), None)
+        else:
+            run = _named_run(client, str(wanted), cfg)
+        if run is None:
+            return None
+        attempts = int(run.data.tags.get(ATTEMPTS_TAG, "1")) + 1
+        client.update_run(run.info.run_id, status="RUNNING")
+        for key, value in {**owner_tags(), ATTEMPTS_TAG: str(attempts)}.items():
+            client.set_tag(run.info.run_id, key, value)
+    return client.get_run(run.info.run_id)
+
+
+def _named_run(client: mlflow.MlflowClient, run_id: str, cfg: DictConfig) -> mlflow.entities.Run:
+    """The run `trainer.resume=<run id>` names, when it can be continued with this config; else ConfigError."""
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise ConfigError(f"trainer.resume={run_id!r} is invalid: no such run; use auto, false or the id of a "
+                          "stopped run with a checkpoint.") from None
+    if run.info.status == "FINISHED" or (run.info.status == "RUNNING" and not owner_is_gone(run.data.tags)):
+        raise ConfigError(f"trainer.resume={run_id!r} is invalid: the run is {run.info.status}"
+                          f"{' and still training' if run.info.status == 'RUNNING' else ''}; only a stopped run continues.")
+    if CHECKPOINT_EPOCH_TAG not in run.data.tags:
+        raise ConfigError(f"trainer.resume={run_id!r} is invalid: the run has no checkpoint to continue from.")
+    if run.data.tags.get(CONFIG_HASH_TAG) != config_hash(cfg):
+        raise ConfigError(f"trainer.resume={run_id!r} is invalid: its config differs from this one (config_hash "
+                          f"{run.data.tags.get(CONFIG_HASH_TAG)} vs {config_hash(cfg)}); rerun it with its own command "
+                          "(its `command` tag) and trainer.resume=" + run_id + ".")
+    return run
+
+
+def restore(client: mlflow.MlflowClient, run: mlflow.entities.Run, model, download_dir: Path) -> int:
+    """Loads the run's checkpoint into `model`, from the local copy when this machine has it; returns its epoch."""
+    from mnist_tracking.checkpoint import load_checkpoint  # Keras: not for the sweep's own process
+
+    host, _, local = run.data.tags.get(CHECKPOINT_COPY_TAG, "::").partition(":")
+    epoch = int(run.data.tags[CHECKPOINT_EPOCH_TAG])
+    if host == socket.gethostname() and Path(local).is_file():
+        try:
+            if load_checkpoint(model, Path(local)) == epoch:
+                return epoch
+        except (OSError, ValueError) as exc:  # a damaged copy: the run's own is the reference
+            log.warning("Local checkpoint %s unusable (%s); using the run's", local, exc)
+    download_dir.mkdir(parents=True, exist_ok=True)
+    return load_checkpoint(model, Path(client.download_artifacts(run.info.run_id, CHECKPOINT_ARTIFACT, str(download_dir))))
+
+
+def recorded_history(client: mlflow.MlflowClient, run_id: str) -> dict[str, list[float]]:
+    """The per-epoch metrics a run already has, in epoch order."""
+    return {name: [m.value for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)]
+            for name in EPOCH_METRICS}

@@ -1,0 +1,132 @@
+"""Stopped runs continue where they stopped, in the same run; diverging runs fail with a reason."""
+
+from __future__ import annotations
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+
+from mnist_tracking import train as train_module
+from mnist_tracking.checkpoint import load_checkpoint, save_checkpoint
+from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError
+from mnist_tracking.names import CHECKPOINT_EPOCH_TAG, EPOCH_METRICS, OWNER_TAG
+from mnist_tracking.resume import claim_run
+from mnist_tracking.store import prepare_experiment
+from mnist_tracking.train import train
+from tests.helpers import artifact_paths, runs
+
+EPOCHS = 4
+
+
+def stop_at(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+    """The next train() is stopped as by Ctrl-C at the end of `epoch` (0-based), after it is recorded."""
+    def logger(epochs: int) -> keras.callbacks.Callback:
+        def stop(e, logs):
+            if e == epoch:
+                raise KeyboardInterrupt
+        return keras.callbacks.LambdaCallback(on_epoch_end=stop)
+    monkeypatch.setattr(train_module, "_epoch_logger", logger)
+
+
+def steps(store: str, run_id: str) -> dict[str, list[int]]:
+    client = mlflow.MlflowClient(store)
+    return {name: sorted(m.step for m in client.get_metric_history(run_id, name)) for name in EPOCH_METRICS}
+
+
+@pytest.mark.parametrize("fast", ["true", "false"])
+def test_a_stopped_run_continues_in_the_same_run_exactly(make_cfg, store, monkeypatch, fast):
+    overrides = ("model=cnn", f"trainer.fast={fast}", f"trainer.epochs={EPOCHS}", "data.limit_train=600")  # dropout too
+    whole = train(make_cfg(*overrides, "trainer.resume=false"))
+    with monkeypatch.context() as patch:
+        stop_at(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            train(make_cfg(*overrides))
+    [killed] = [r for r in runs(store) if r.info.status == "KILLED"]
+    assert killed.data.tags[CHECKPOINT_EPOCH_TAG] == "1"
+    assert "checkpoint/checkpoint.npz" in artifact_paths(mlflow.MlflowClient(store), killed.info.run_id)
+
+    resumed = train(make_cfg(*overrides))
+    assert len(runs(store)) == 2  # no third run: the killed one continued
+    run = mlflow.MlflowClient(store).get_run(killed.info.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["resumed_from_epoch"] == "2" and run.data.tags["attempts"] == "2"
+    assert steps(store, run.info.run_id) == {name: list(range(EPOCHS)) for name in EPOCH_METRICS}
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"):
+        assert resumed[name] == pytest.approx(whole[name], abs=1e-6), name
+
+
+def test_resume_false_starts_a_new_run(make_cfg, store, monkeypatch):
+    with monkeypatch.context() as patch:
+        stop_at(patch, 0)
+        with pytest.raises(KeyboardInterrupt):
+            train(make_cfg())
+    train(make_cfg("trainer.resume=false"))
+    assert sorted(r.info.status for r in runs(store)) == ["FINISHED", "KILLED"]
+
+
+def test_resume_by_id_checks_the_run(make_cfg, store, monkeypatch):
+    with monkeypatch.context() as patch:
+        stop_at(patch, 0)
+        with pytest.raises(KeyboardInterrupt):
+            train(make_cfg())
+    [killed] = runs(store)
+    run_id = killed.info.run_id
+    with pytest.raises(ConfigError, match=f"trainer.resume='{run_id}' is invalid: its config differs"):
+        train(make_cfg(f"trainer.resume={run_id}", "optimizer.learning_rate=0.1"))
+    with pytest.raises(ConfigError, match="no such run"):
+        train(make_cfg(f"trainer.resume={'0' * 31}1"))
+    train(make_cfg(f"trainer.resume={run_id}"))
+    assert [r.info.status for r in runs(store)] == ["FINISHED"]
+    with pytest.raises(ConfigError, match="the run is FINISHED"):
+        train(make_cfg(f"trainer.resume={run_id}"))
+
+
+def test_a_running_run_is_taken_over_only_when_its_process_is_gone(make_cfg, store, monkeypatch):
+    with monkeypatch.context() as patch:
+        stop_at(patch, 0)
+        with pytest.raises(KeyboardInterrupt):
+            train(make_cfg())
+    [run] = runs(store)
+    client = mlflow.MlflowClient(store)
+    client.update_run(run.info.run_id, status="RUNNING")  # as kill -9 leaves it, but its owner (this process) lives
+    cfg = make_cfg()
+    experiment = prepare_experiment(store, "mnist")
+    assert claim_run(store, experiment, cfg) is None
+    host, pid, start = run.data.tags[OWNER_TAG].rsplit(":", 2)
+    client.set_tag(run.info.run_id, OWNER_TAG, f"{host}:{pid}:not-{start}")  # a process long gone
+    claimed = claim_run(store, experiment, cfg)
+    assert claimed.info.run_id == run.info.run_id and claimed.info.status == "RUNNING"
+    assert claim_run(store, experiment, cfg) is None  # a second identical job must not take it too
+
+
+def test_a_diverging_run_stops_and_fails_with_a_reason(make_cfg, store):
+    with pytest.raises(RunFailedError) as info:
+        train(make_cfg("optimizer.learning_rate=1e30", "trainer.epochs=5"))
+    assert isinstance(info.value.__cause__, DivergedError)
+    [run] = runs(store)
+    assert run.info.status == "FAILED"
+    reason = run.data.tags["failure_reason"]
+    assert reason.startswith("loss became nan at epoch ") and run.data.tags["diverged"] == "true"
+    recorded = steps(store, run.info.run_id)["loss"]
+    assert len(recorded) < 5 and reason.endswith(f"epoch {len(recorded)}")
+    assert run.data.tags.get(CHECKPOINT_EPOCH_TAG) != str(len(recorded) - 1)  # no checkpoint of a nan state
+
+
+def test_a_checkpoint_restores_weights_optimizer_and_dropout_state(tmp_path):
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.5), keras.layers.Dense(2)])
+        m.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+        return m
+
+    x, y = np.random.default_rng(0).random((32, 4)), np.random.default_rng(1).random((32, 2))
+    first = model()
+    first.fit(x, y, epochs=2, shuffle=False, verbose=0)
+    save_checkpoint(first, 1, tmp_path / "c.npz")
+    first.fit(x, y, epochs=1, shuffle=False, verbose=0)
+    second = model()
+    assert load_checkpoint(second, tmp_path / "c.npz") == 1
+    second.fit(x, y, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(first.variables + first.optimizer.variables, second.variables + second.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
