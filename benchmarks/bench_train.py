@@ -4,10 +4,11 @@
 
 Prints one table: seconds per epoch for `dense` and `mlp64` at batch 32 under plain `model.fit`
 (`trainer.fast=false`) and under the default fast path, with the speed ratio and both final validation
-accuracies after 30 epochs; per-epoch tracking overhead; end-of-run logging seconds; serial vs joblib
-sweep throughput; the whole study against plain fit with MLflow's own Keras callback and default model
-logging; `--help` wall time; the peak RSS of one training job. Every job runs as the real CLI in a
-subprocess, one at a time (two timed TensorFlow jobs side by side would measure each other).
+accuracies after 30 epochs; per-epoch tracking overhead, and the checkpoint overhead on top of it
+(`--only-epochs`: just these two rows); end-of-run logging seconds; serial vs joblib sweep throughput;
+the whole study against plain fit with MLflow's own Keras callback and default model logging; `--help`
+wall time; the peak RSS of one training job. Every job runs as the real CLI in a subprocess, one at a
+time (two timed TensorFlow jobs side by side would measure each other).
 """
 
 from __future__ import annotations
@@ -75,34 +76,39 @@ def epoch_stats(workdir: Path, run: mlflow.entities.Run) -> tuple[float, float, 
     return per_epoch, run.info.end_time / 1000 - stamps[-1], run.data.metrics["val_accuracy"]
 
 
-def tracking_overhead(data_path: str) -> tuple[float, float]:
-    """Median seconds per epoch of the fast path for mlp64, with and without MlflowCallback (in-process)."""
+def fast_epoch_seconds(data_path: str, epochs: int = 8) -> dict[str, float]:
+    """Median seconds per mlp64 fast-path epoch, fed as train() feeds it, for three ways of recording it
+    (in-process): untracked, MlflowCallback, and MlflowCallback with a checkpoint every epoch."""
     import keras
 
     from mnist_tracking.callback import MlflowCallback
     from mnist_tracking.data import load_mnist
     from mnist_tracking.models import mlp
+    from mnist_tracking.pipeline import training_batches
 
     data = load_mnist(data_path, "standard", 0.25, None, None)
-    results = []
+    steps = -(-len(data.x_train) // 32)
+    variants = {"untracked": lambda tmp: [], "tracked": lambda tmp: [MlflowCallback()],
+                "tracked + checkpoint every epoch": lambda tmp: [MlflowCallback(checkpoint_every=1, checkpoint_dir=tmp)]}
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
-        for tracked in (False, True):
+        for name, callbacks in variants.items():
             keras.utils.set_random_seed(42)
             model = mlp(64, "relu")
             model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy",
-                          metrics=["accuracy"], steps_per_execution=-(-len(data.x_train) // 32))
+                          metrics=["accuracy"], steps_per_execution=steps)
             times: list[float] = []
             timer = keras.callbacks.LambdaCallback(
                 on_epoch_begin=lambda e, logs: times.append(-time.perf_counter()),
                 on_epoch_end=lambda e, logs: times.__setitem__(-1, times[-1] + time.perf_counter()))
             # The timer comes last, so a tracked epoch includes MlflowCallback's work.
-            callbacks = [MlflowCallback(), timer] if tracked else [timer]
             with mlflow.start_run():
-                model.fit(data.x_train, data.y_train, batch_size=32, epochs=8, verbose=0, callbacks=callbacks,
+                model.fit(training_batches(data.x_train, data.y_train, 32, 42, 0, epochs), steps_per_epoch=steps,
+                          epochs=epochs, verbose=0, callbacks=[*callbacks(Path(tmp)), timer], shuffle=False,
                           validation_data=(data.x_val, data.y_val), validation_batch_size=1024)
-            results.append(statistics.median(times[1:]))
-    return results[0], results[1]
+            results[name] = statistics.median(times[1:])
+    return results
 
 
 class Rows(list):
@@ -119,14 +125,29 @@ class Rows(list):
             print(f"| {key.ljust(width)} | {value} |")
 
 
+def epoch_rows(rows: Rows, data_path: str) -> None:
+    """The per-epoch cost of tracking, and of checkpointing on top of it."""
+    seconds = fast_epoch_seconds(data_path)
+    untracked, tracked, checkpointed = seconds.values()
+    rows.append(("mlp64 fast-path epoch untracked → tracked (overhead)",
+                 f"{untracked:.3f} → {tracked:.3f} s ({(tracked - untracked) / untracked:+.1%})"))
+    rows.append(("mlp64 fast-path epoch tracked → with a checkpoint every epoch (overhead)",
+                 f"{tracked:.3f} → {checkpointed:.3f} s ({(checkpointed - tracked) / tracked:+.1%})"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-path", required=True, help="the full mnist.npz")
     parser.add_argument("--epochs", type=int, default=30, help="epochs of the per-model comparison (30: the study)")
     parser.add_argument("--sweep-epochs", type=int, default=5, help="epochs of each job of the 4-job sweeps")
+    parser.add_argument("--only-epochs", action="store_true",
+                        help="only the per-epoch tracking and checkpoint overhead rows (~1 min)")
     args = parser.parse_args()
     data = f"data.path={Path(args.data_path).resolve()}"
     rows = Rows()
+    if args.only_epochs:
+        epoch_rows(rows, args.data_path)
+        return rows.table()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     print(f"mnist-tracking benchmark: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, working in {work}", flush=True)
@@ -151,9 +172,7 @@ def main() -> None:
         rows.append((f"{name}: val_accuracy after {args.epochs} epochs, plain / fast", f"{plain_acc:.4f} / {fast_acc:.4f}"))
         rows.append((f"{name}: end-of-run logging (test, figures, config, model)", f"{end:.2f} s"))
 
-    untracked, tracked = tracking_overhead(args.data_path)
-    rows.append(("mlp64 fast-path epoch untracked → tracked (overhead)",
-                 f"{untracked:.3f} → {tracked:.3f} s ({(tracked - untracked) / untracked:+.1%})"))
+    epoch_rows(rows, args.data_path)
 
     grid = ["-m", "model=dense,mlp64", "optimizer.learning_rate=0.01,0.1", f"trainer.epochs={args.sweep_epochs}", data]
     (work / "serial").mkdir()

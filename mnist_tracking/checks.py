@@ -87,3 +87,12 @@ def check_config(cfg: DictConfig) -> None:
         _fail("optimized_direction", direction,
               f"optimized_metric={metric} is {'a loss' if 'loss' in metric else 'an accuracy'}: use optimized_direction="
               f"{'minimize' if 'loss' in metric else 'maximize'}")
+
+
+def check_sweep(config: DictConfig) -> None:
+    """Raises ConfigError for a multirun setting that cannot work (before the sweep's parent run opens)."""
+    storage = config.hydra.sweeper.get("storage")
+    if storage is not None:
+        _fail("hydra.sweeper.storage", storage, "leave it null: optuna 2.10 (what hydra-optuna-sweeper 1.3 allows) "
+              "cannot create a study in an RDB storage with SQLAlchemy 2, which MLflow needs; a stopped search "
+              "continues from its MLflow runs instead (sweep.resume)")

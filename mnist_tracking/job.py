@@ -91,6 +91,18 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def sweep_hash(config: DictConfig) -> str:
+    """A hash of what defines a sweep: its command-line overrides, its search space, and its base config.
+
+    The same multirun command gives the same hash, so that running it again can continue the sweep.
+    """
+    excluded = set(config.hydra.job.config.override_dirname.exclude_keys)  # set by the sweep, not the user
+    overrides = sorted(o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded)
+    params = {key: str(value) for key, value in (config.hydra.sweeper.get("params") or {}).items()}
+    base = config_hash(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
+    return hashlib.sha256(json.dumps([overrides, params, base], sort_keys=True).encode()).hexdigest()[:16]
+
+
 def git_commit(directory: Path) -> str | None:
     """HEAD of the git checkout holding `directory`, or None outside one."""
     try:

@@ -14,7 +14,7 @@ from mnist_tracking.errors import ConfigError
 from mnist_tracking.job import config_hash
 from mnist_tracking.names import (ATTEMPTS_TAG, CHECKPOINT_ARTIFACT, CHECKPOINT_COPY_TAG, CHECKPOINT_EPOCH_TAG,
                                   CONFIG_HASH_TAG, DIVERGED_TAG, EPOCH_METRICS, OWNER_TAG, PARENT_RUN_TAG,
-                                  SLURM_JOB_TAG)
+                                  SLURM_JOB_TAG, SWEEP_HASH_TAG)
 from mnist_tracking.store import store_lock
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,9 @@ def owner_is_gone(tags: dict[str, str]) -> bool:
     return host == socket.gethostname() and _process_start(int(pid)) != start
 
 
-def _resumable(run: mlflow.entities.Run) -> bool:
+def resumable(run: mlflow.entities.Run) -> bool:
+    """Whether a job's run can be continued: stopped (KILLED, FAILED, or RUNNING with its process gone),
+    with a checkpoint, and not diverged."""
     tags = run.data.tags
     return (CHECKPOINT_EPOCH_TAG in tags and tags.get(DIVERGED_TAG) != "true"
             and (run.info.status in ("KILLED", "FAILED") or (run.info.status == "RUNNING" and owner_is_gone(tags))))
@@ -76,15 +78,29 @@ def claim_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.
                 [experiment_id], filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and "
                                                "attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"])
             parent = cfg.mlflow.get("parent_run_id")
-            run = next((r for r in found if r.data.tags.get(PARENT_RUN_TAG) == parent and _resumable(r)), None)
+            run = next((r for r in found if r.data.tags.get(PARENT_RUN_TAG) == parent and resumable(r)), None)
         else:
             run = _named_run(client, str(wanted), cfg)
-        if run is None:
-            return None
-        attempts = int(run.data.tags.get(ATTEMPTS_TAG, "1")) + 1
-        client.update_run(run.info.run_id, status="RUNNING")
-        for key, value in {**owner_tags(), ATTEMPTS_TAG: str(attempts)}.items():
-            client.set_tag(run.info.run_id, key, value)
+        return run and _take(client, run)
+
+
+def claim_sweep(tracking_uri: str, experiment_id: str, sweep_hash: str) -> mlflow.entities.Run | None:
+    """The stopped sweep parent (KILLED, FAILED, or RUNNING with its process gone) of the same sweep, claimed for
+    this process; None: start a new sweep."""
+    client = mlflow.MlflowClient(tracking_uri)
+    with store_lock(tracking_uri):
+        found = client.search_runs([experiment_id], filter_string=f"tags.{SWEEP_HASH_TAG} = '{sweep_hash}' and "
+                                   "attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"])
+        run = next((r for r in found if r.info.status in ("KILLED", "FAILED") or owner_is_gone(r.data.tags)), None)
+        return run and _take(client, run)
+
+
+def _take(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> mlflow.entities.Run:
+    """Marks a stopped run RUNNING again, owned by this process, one attempt more (call under the store lock)."""
+    attempts = int(run.data.tags.get(ATTEMPTS_TAG, "1")) + 1
+    client.update_run(run.info.run_id, status="RUNNING")
+    for key, value in {**owner_tags(), ATTEMPTS_TAG: str(attempts)}.items():
+        client.set_tag(run.info.run_id, key, value)
     return client.get_run(run.info.run_id)
 
 

@@ -17,13 +17,15 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig, open_dict, read_write
 
 from mnist_tracking import figures, report, store
+from mnist_tracking.checks import check_sweep
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.job import source_tags
-from mnist_tracking.names import (BEST_RUN_TAG, BEST_VALUE_TAG_PREFIX, CURVES, FAILED_JOBS_TAG, JOBS_PARAM,
+from mnist_tracking.job import source_tags, sweep_hash
+from mnist_tracking.names import (ATTEMPTS_TAG, BEST_RUN_TAG, BEST_VALUE_TAG_PREFIX, CURVES, FAILED_JOBS_TAG, JOBS_PARAM,
                                   OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG, PARENT_RUN_TAG, REGISTERED_MODEL_TAG,
-                                  SWEEP_TAG, SWEPT_KEYS_TAG, SWEPT_PARAM_PREFIX)
+                                  SWEEP_HASH_TAG, SWEEP_TAG, SWEPT_KEYS_TAG, SWEPT_PARAM_PREFIX)
 from mnist_tracking.redaction import redact, redact_text
 from mnist_tracking.registry import register_run_model
+from mnist_tracking.resume import claim_sweep, owner_tags
 from mnist_tracking.tracking import SigtermAsInterrupt
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(1) from None
 
     def _start(self, config: DictConfig) -> None:
+        check_sweep(config)
         launch_dir = Path(config.hydra.runtime.cwd)
         self.tracking_uri = store.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
         experiment_id = store.prepare_experiment(self.tracking_uri, config.mlflow.experiment_name)
@@ -86,7 +89,14 @@ class MlflowSweepCallback(Callback):
         }
         client = mlflow.MlflowClient(self.tracking_uri)
         name = "sweep " + " ".join(f"{k}={v}" for k, v in swept.items())
-        self.parent_run_id = client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
+        hashed = sweep_hash(config)
+        stopped = config.sweep.resume and claim_sweep(self.tracking_uri, experiment_id, hashed)
+        if stopped:
+            self.parent_run_id = stopped.info.run_id
+            log.info("Continuing sweep %s (attempt %s)", self.parent_run_id, stopped.data.tags[ATTEMPTS_TAG])
+        else:
+            tags |= {SWEEP_HASH_TAG: hashed, **owner_tags()}
+            self.parent_run_id = client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
         # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed.
         atexit.register(self._close_at_exit)
         self._sigterm.install()
@@ -105,7 +115,8 @@ class MlflowSweepCallback(Callback):
         self._end_running_children(client, RunStatus.FAILED)  # a job whose worker died could not end its run
         sweep = report.build_report(client, self.parent_run_id)
         table = sweep.table
-        client.log_param(self.parent_run_id, JOBS_PARAM, len(table))
+        if client.get_run(self.parent_run_id).data.params.get(JOBS_PARAM, str(len(table))) == str(len(table)):
+            client.log_param(self.parent_run_id, JOBS_PARAM, len(table))  # a continued sweep may have logged it
         failed = table[table["status"] != "FINISHED"]
         client.log_table(self.parent_run_id, data=table, artifact_file="sweep/summary.json")
         client.log_text(self.parent_run_id, table.to_csv(index=False), "sweep/summary.csv")

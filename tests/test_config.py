@@ -69,7 +69,8 @@ def test_optuna_search_space():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["hparams_search=optuna"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
-    assert sweeper._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    # The plugin's, continuing stopped searches.
+    assert sweeper._target_ == "hydra_plugins.mnist_tracking_search.resumable_optuna_sweeper.ResumableOptunaSweeper"
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 42
     assert sweeper.direction == "maximize" and cfg.optimized_metric == "val_accuracy"
     assert sweeper.params == {"optimizer.learning_rate": "tag(log, interval(0.001, 0.3))",

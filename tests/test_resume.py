@@ -130,3 +130,21 @@ def test_a_checkpoint_restores_weights_optimizer_and_dropout_state(tmp_path):
     second.fit(x, y, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(first.variables + first.optimizer.variables, second.variables + second.optimizer.variables):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_a_requeued_slurm_job_takes_over_its_run(make_cfg, store, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    with monkeypatch.context() as patch:
+        stop_at(patch, 0)
+        with pytest.raises(KeyboardInterrupt):
+            train(make_cfg())
+    [run] = runs(store)
+    client = mlflow.MlflowClient(store)
+    # As a preempted node leaves it: RUNNING, trained by a process on another machine.
+    client.update_run(run.info.run_id, status="RUNNING")
+    client.set_tag(run.info.run_id, OWNER_TAG, "node-a:4242:123")
+    experiment = prepare_experiment(store, "mnist")
+    assert claim_run(store, experiment, make_cfg()) is None  # the same start of the job: it may still be training
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # Slurm requeued the job: its earlier start is over
+    assert claim_run(store, experiment, make_cfg()).info.run_id == run.info.run_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -133,3 +134,22 @@ def test_a_run_survives_a_server_restart(tmp_path):
             assert run.info.status == "FINISHED"
             for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
                 assert len(client.get_metric_history(run.info.run_id, name)) == epochs, name
+
+
+def test_a_run_stopped_against_the_server_resumes_from_the_servers_checkpoint(server, tmp_path):
+    args = [f"data.path={FIXTURE}", "trainer.epochs=60", f"mlflow.tracking_uri={server}", "mlflow.experiment_name=resume"]
+    proc = cli(args, tmp_path)
+    read_until(proc, "epoch 4/60")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    [stopped] = runs(server, "resume")
+    assert stopped.info.status == "KILLED" and "checkpoint_epoch" in stopped.data.tags
+    Path(stopped.data.tags["checkpoint_local_copy"].split(":", 1)[1]).unlink()  # only the server's copy is left
+
+    code, out = run_cli(args, tmp_path)
+    assert code == 0, out
+    [run] = runs(server, "resume")
+    assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
+    assert f"Resuming run {run.info.run_id} from epoch {int(stopped.data.tags['checkpoint_epoch']) + 1}" in out
+    client = mlflow.MlflowClient(server)
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss")) == list(range(60))

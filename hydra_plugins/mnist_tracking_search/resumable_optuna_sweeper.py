@@ -1,0 +1,17 @@
+"""hydra-optuna-sweeper that continues a stopped search; the logic is mnist_tracking.search's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+
+class ResumableOptunaSweeper(OptunaSweeper):
+    """hydra-optuna-sweeper whose study starts from the trials already recorded under the sweep's parent run."""
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from mnist_tracking.search import continue_study
+
+        continue_study(self.sweeper, arguments)
+        return super().sweep(arguments)
