@@ -61,6 +61,14 @@ def continue_study(sweeper: Any, arguments: list[str]) -> None:
     sweeper.n_trials = max(0, sweeper.n_trials - done)
 
 
+def log_study(sweeper: Any) -> None:
+    """Logs how many trials the sweeper's study holds, and in which states, once its search is over."""
+    study = optuna.load_study(study_name=sweeper.study_name, storage=sweeper.storage)
+    states = [t.state.name for t in study.trials]
+    log.info("Study %s: %d trials (%s)", study.study_name, len(states),
+             ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))))
+
+
 def _trial_params(run: mlflow.entities.Run, distributions: dict[str, BaseDistribution]) -> dict[str, Any]:
     """A job's values of the searched parameters, from its overrides, as Optuna holds them."""
     given = dict(o.split("=", 1) for o in json.loads(run.data.tags.get(OVERRIDES_TAG, "[]")) if "=" in o)

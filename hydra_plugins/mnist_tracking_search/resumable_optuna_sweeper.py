@@ -11,7 +11,9 @@ class ResumableOptunaSweeper(OptunaSweeper):
     """hydra-optuna-sweeper whose study starts from the trials already recorded under the sweep's parent run."""
 
     def sweep(self, arguments: list[str]) -> Any:
-        from mnist_tracking.search import continue_study
+        from mnist_tracking.search import continue_study, log_study
 
         continue_study(self.sweeper, arguments)
-        return super().sweep(arguments)
+        result = super().sweep(arguments)
+        log_study(self.sweeper)
+        return result
