@@ -59,3 +59,33 @@ def test_hydra_outputs_and_console_hold_no_secret(tmp_path):
         for leak in LEAKS:
             assert leak not in text
     assert "creds.password=***" in out
+
+
+def test_parallel_jobs_rewrite_the_sweeps_multirun_yaml_atomically(tmp_path):
+    """Jobs mask multirun.yaml as they start, at once under joblib or Ray: a reader never sees it half-written."""
+    import threading
+
+    from omegaconf import OmegaConf
+
+    from mnist_tracking.redaction import _replace
+
+    path = tmp_path / "multirun.yaml"
+    text = OmegaConf.to_yaml({"hydra": {"overrides": {"task": [f"x{i}=***" for i in range(2000)]}}})
+    path.write_text(text)
+    done = threading.Event()
+
+    def rewrite() -> None:
+        for _ in range(100):
+            _replace(path, text)
+        done.set()
+
+    writers = [threading.Thread(target=rewrite) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    reads = 0
+    while not done.is_set():
+        assert path.read_text() == text
+        reads += 1
+    for writer in writers:
+        writer.join()
+    assert reads > 0 and list(tmp_path.iterdir()) == [path]  # no temporary file left behind
