@@ -29,6 +29,16 @@ def stop_at(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     monkeypatch.setattr(train_module, "_epoch_logger", logger)
 
 
+def stopped_run(make_cfg, store: str, monkeypatch: pytest.MonkeyPatch, *overrides: str,
+                epoch: int = 0) -> mlflow.entities.Run:
+    """Trains `overrides`, stops it as by Ctrl-C after `epoch`, and returns its (KILLED) run."""
+    with monkeypatch.context() as patch:
+        stop_at(patch, epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train(make_cfg(*overrides))
+    return next(r for r in runs(store) if r.info.status == "KILLED")
+
+
 def steps(store: str, run_id: str) -> dict[str, list[int]]:
     client = mlflow.MlflowClient(store)
     return {name: sorted(m.step for m in client.get_metric_history(run_id, name)) for name in EPOCH_METRICS}
@@ -38,11 +48,7 @@ def steps(store: str, run_id: str) -> dict[str, list[int]]:
 def test_a_stopped_run_continues_in_the_same_run_exactly(make_cfg, store, monkeypatch, fast):
     overrides = ("model=cnn", f"trainer.fast={fast}", f"trainer.epochs={EPOCHS}", "data.limit_train=600")  # dropout too
     whole = train(make_cfg(*overrides, "trainer.resume=false"))
-    with monkeypatch.context() as patch:
-        stop_at(patch, 1)
-        with pytest.raises(KeyboardInterrupt):
-            train(make_cfg(*overrides))
-    [killed] = [r for r in runs(store) if r.info.status == "KILLED"]
+    killed = stopped_run(make_cfg, store, monkeypatch, *overrides, epoch=1)
     assert killed.data.tags[CHECKPOINT_EPOCH_TAG] == "1"
     assert "checkpoint/checkpoint.npz" in artifact_paths(mlflow.MlflowClient(store), killed.info.run_id)
 
@@ -57,21 +63,13 @@ def test_a_stopped_run_continues_in_the_same_run_exactly(make_cfg, store, monkey
 
 
 def test_resume_false_starts_a_new_run(make_cfg, store, monkeypatch):
-    with monkeypatch.context() as patch:
-        stop_at(patch, 0)
-        with pytest.raises(KeyboardInterrupt):
-            train(make_cfg())
+    stopped_run(make_cfg, store, monkeypatch)
     train(make_cfg("trainer.resume=false"))
     assert sorted(r.info.status for r in runs(store)) == ["FINISHED", "KILLED"]
 
 
 def test_resume_by_id_checks_the_run(make_cfg, store, monkeypatch):
-    with monkeypatch.context() as patch:
-        stop_at(patch, 0)
-        with pytest.raises(KeyboardInterrupt):
-            train(make_cfg())
-    [killed] = runs(store)
-    run_id = killed.info.run_id
+    run_id = stopped_run(make_cfg, store, monkeypatch).info.run_id
     with pytest.raises(ConfigError, match=f"trainer.resume='{run_id}' is invalid: its config differs"):
         train(make_cfg(f"trainer.resume={run_id}", "optimizer.learning_rate=0.1"))
     with pytest.raises(ConfigError, match="no such run"):
@@ -83,11 +81,7 @@ def test_resume_by_id_checks_the_run(make_cfg, store, monkeypatch):
 
 
 def test_a_running_run_is_taken_over_only_when_its_process_is_gone(make_cfg, store, monkeypatch):
-    with monkeypatch.context() as patch:
-        stop_at(patch, 0)
-        with pytest.raises(KeyboardInterrupt):
-            train(make_cfg())
-    [run] = runs(store)
+    run = stopped_run(make_cfg, store, monkeypatch)
     client = mlflow.MlflowClient(store)
     client.update_run(run.info.run_id, status="RUNNING")  # as kill -9 leaves it, but its owner (this process) lives
     cfg = make_cfg()
@@ -135,11 +129,7 @@ def test_a_checkpoint_restores_weights_optimizer_and_dropout_state(tmp_path):
 def test_a_requeued_slurm_job_takes_over_its_run(make_cfg, store, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
-    with monkeypatch.context() as patch:
-        stop_at(patch, 0)
-        with pytest.raises(KeyboardInterrupt):
-            train(make_cfg())
-    [run] = runs(store)
+    run = stopped_run(make_cfg, store, monkeypatch)
     client = mlflow.MlflowClient(store)
     # As a preempted node leaves it: RUNNING, trained by a process on another machine.
     client.update_run(run.info.run_id, status="RUNNING")
