@@ -42,8 +42,26 @@ def current_job() -> Job:
     overrides = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded]
     # A config composed without running it (tests, `compose`) has no output folder: the working directory stands in.
     output_dir = Path.cwd() if OmegaConf.is_missing(hc.runtime, "output_dir") else Path(hc.runtime.output_dir)
-    return Job(overrides, redact_text(hc.job.override_dirname) or "defaults", Path(hc.runtime.cwd), output_dir,
-               threads_per_job(hc.launcher))
+    return Job(overrides, run_name(overrides), Path(hc.runtime.cwd), output_dir, threads_per_job(hc.launcher))
+
+
+# Overrides that say where and how a run is tracked or kept, not what it computes: left out of its name.
+_UNNAMED = ("mlflow.", "sweep.", "hydra.", "trainer.resume=", "trainer.checkpoint_every=")
+
+
+def run_name(overrides: list[str]) -> str:
+    """What a run varies, for its name: its overrides sorted by key, less where and how
+    it is tracked, `data.path` by file name only, secrets masked; "defaults" when that leaves nothing.
+
+    The full overrides stay in the run's `overrides` and `command` tags.
+    """
+    named = []
+    for override in sorted(override.lstrip("+~") for override in overrides):
+        key, _, value = override.partition("=")
+        if f"{key}=".startswith(_UNNAMED):
+            continue
+        named.append(f"{key}={Path(value).name}" if key == "data.path" and value not in ("", "null") else override)
+    return redact_text(",".join(named)) or "defaults"
 
 
 def threads_per_job(launcher: DictConfig) -> int | None:

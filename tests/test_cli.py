@@ -37,7 +37,7 @@ def test_study_sweep_records_two_complete_runs(tmp_path):
                                               filter_string=f"source_run_id = '{run.info.run_id}'")
         assert model.name == "model"
         assert run.info.run_id in out
-    assert found["[]"].info.run_name == f"data.path={FIXTURE},model=dense,trainer.epochs=2"
+    assert found["[]"].info.run_name == "data.path=mnist_small.npz,model=dense,trainer.epochs=2"
     assert f"See it with: mlflow ui --backend-store-uri {store}" in out
     assert "epoch 2/2: accuracy=" in out
 

@@ -8,6 +8,7 @@ from hydra.errors import MissingConfigException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 
+from mnist_tracking.job import run_name
 from tests.helpers import CONF_DIR, compose_config
 
 OPTIONS = sorted(
@@ -98,3 +99,11 @@ def test_the_study_is_an_experiment_file():
         cfg = compose("config", overrides=["experiment=study", "trainer.epochs=2", "optimizer=adam"])
     assert cfg.trainer.epochs == 2 and cfg.optimizer._target_ == "keras.optimizers.Adam"
     assert cfg.optimizer.learning_rate == 0.001 and "momentum" not in cfg.optimizer  # Adam's own file
+
+
+def test_run_names_say_what_varies_not_where_it_is_tracked():
+    assert run_name(["mlflow.tracking_uri=http://u:pw@h:5000", "model=dense", "data.path=/long/path/mnist.npz",
+                     "+sweep.skip_finished=true", "hydra.launcher.n_jobs=2", "trainer.resume=false",
+                     "++db.password=hunter2", "optimizer.learning_rate=0.1"]) == \
+        "data.path=mnist.npz,db.password=***,model=dense,optimizer.learning_rate=0.1"
+    assert run_name(["mlflow.experiment_name=x"]) == run_name([]) == "defaults"
