@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ import mlflow
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_tracking.data import MnistData
 from mnist_tracking.errors import DivergedError, RunFailedError
 from mnist_tracking.job import Job, config_hash, source_tags
 from mnist_tracking.names import (ATTEMPTS_TAG, CONFIG_HASH_TAG, DIVERGED_TAG, FAILURE_REASON_TAG, OVERRIDES_TAG, PARENT_RUN_TAG,
@@ -117,6 +119,18 @@ def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str
         log.log(logging.INFO if status == RunStatus.FINISHED else logging.ERROR,
                 "MLflow run %s ended %s", run.info.run_id, RunStatus.to_string(status))
         mlflow.end_run(RunStatus.to_string(status))
+
+
+def log_datasets(data: MnistData) -> None:
+    """Logs the run's training, validation and test sets as MLflow dataset inputs (name, digest, source, context):
+    the UI's Datasets column and filter, and a digest that runs on the same data share."""
+    for context, name, x, y in (("training", "mnist_train", data.x_train, data.y_train),
+                                ("validation", "mnist_validation", data.x_val, data.y_val),
+                                ("testing", "mnist_test", data.x_test, data.y_test)):
+        with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so for every path
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+            dataset = mlflow.data.from_numpy(x, targets=y, source=data.source, name=name, digest=data.digests[context])
+        mlflow.log_input(dataset, context=context)
 
 
 def flatten_config(cfg: DictConfig | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

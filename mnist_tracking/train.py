@@ -67,6 +67,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             mlflow.set_tag(RESUMED_FROM_EPOCH_TAG, first_epoch)
             log.info("Resuming run %s from epoch %d", stopped.info.run_id, first_epoch)
         tracking.log_config(cfg, job.overrides, logged=stopped and stopped.data.params)
+        if not stopped:  # a continued run has them already
+            tracking.log_datasets(data)
         recorder = MlflowCallback(run.info.run_id, tracking_uri, cfg.trainer.checkpoint_every, job.output_dir, recorded)
         try:
             model.fit(

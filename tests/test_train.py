@@ -130,3 +130,19 @@ def test_sigterm_is_ctrl_c_only_inside_the_block():
     with SigtermAsInterrupt(), pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_runs_record_their_datasets_and_share_digests_on_the_same_data(make_cfg, store):
+    train(make_cfg("trainer.epochs=1"))
+    train(make_cfg("trainer.epochs=1", "model=dense"))
+    train(make_cfg("trainer.epochs=1", "data.limit_train=1000"))
+    inputs = {}
+    for run in mlflow.MlflowClient(store).search_runs([runs(store)[0].info.experiment_id], order_by=["start_time"]):
+        found = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+        assert found.keys() == {"training", "validation", "testing"}
+        assert found["training"].name == "mnist_train" and str(FIXTURE) in found["training"].source
+        inputs[run.data.params.get("data.limit_train"), run.data.params["model.hidden_units"]] = found
+    same_data = inputs["None", "64"], inputs["None", "[]"]
+    assert {d["training"].digest for d in same_data} == {same_data[0]["training"].digest}
+    assert inputs["1000", "64"]["training"].digest != same_data[0]["training"].digest
+    assert inputs["1000", "64"]["testing"].digest == same_data[0]["testing"].digest  # the test set is the same
