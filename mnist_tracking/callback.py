@@ -84,16 +84,18 @@ class MlflowCallback(keras.callbacks.Callback):
         last = epoch + 1 == self.params.get("epochs")
         if self.checkpoint_every and ((epoch + 1) % self.checkpoint_every == 0 or last) \
                 and math.isfinite(metrics.get("loss", 0.0)):  # a diverged state is nothing to continue from
-            snapshot = self.checkpoint_dir / f".checkpoint-{epoch}" / "checkpoint.npz"
+            # Named after the run: several runs may share an output folder (a fixed hydra.run.dir, say).
+            snapshot = self.checkpoint_dir / f".checkpoint-{self._run_id}-{epoch}" / "checkpoint.npz"
             save_checkpoint(self.model, epoch, snapshot)
-            self._uploads.append(self._uploader.submit(self._upload, snapshot, epoch, operation))
+            self._uploads.append(self._uploader.submit(self._upload, snapshot, epoch, list(self._pending)))
 
-    def _upload(self, snapshot: Path, epoch: int, metrics: RunOperations | None) -> None:
-        """Stores a checkpoint with the run, after its epoch's metrics (so a resume never leaves a gap)."""
-        if metrics is not None:
-            metrics.wait()
+    def _upload(self, snapshot: Path, epoch: int, metrics: list[RunOperations]) -> None:
+        """Stores a checkpoint with the run once the metrics of every epoch up to its own are on record, so that
+        a run continued from it never has a gap."""
+        for operation in metrics:
+            operation.wait()
         self._client.log_artifact(self._run_id, str(snapshot), CHECKPOINT_ARTIFACT.rsplit("/", 1)[0])
-        local = self.checkpoint_dir / "checkpoint.npz"
+        local = self.checkpoint_dir / f"checkpoint-{self._run_id}.npz"
         snapshot.replace(local)
         snapshot.parent.rmdir()
         self._client.set_tag(self._run_id, CHECKPOINT_COPY_TAG, f"{socket.gethostname()}:{local.resolve()}")
@@ -104,17 +106,27 @@ class MlflowCallback(keras.callbacks.Callback):
         if self.history:
             self._client.log_figure(self._run_id, figures.learning_curves(self.history), "figures/learning_curves.png")
 
-    def close(self) -> None:
-        """Waits until every epoch's metrics and every checkpoint are on record; also after an interrupted fit."""
+    def close(self, raise_errors: bool = True) -> None:
+        """Waits until every epoch's metrics and every checkpoint are on record; also after an interrupted fit.
+
+        `raise_errors=False` (a fit already failing or stopped) logs a failed upload instead of raising it.
+        """
         uploads, self._uploads = self._uploads, []
-        for upload in uploads:
-            upload.result()
-        if self._uploader is not None:
-            self._uploader.shutdown()
-            self._uploader = None
         pending, self._pending = self._pending, []
-        for operation in pending:
-            operation.wait()
+        try:
+            for upload in uploads:
+                try:
+                    upload.result()
+                except Exception:
+                    if raise_errors:
+                        raise
+                    log.exception("Could not store a checkpoint of run %s", self._run_id)
+        finally:
+            if self._uploader is not None:
+                self._uploader.shutdown()
+                self._uploader = None
+            for operation in pending:
+                operation.wait()
 
     @staticmethod
     def _active_run_id() -> str:

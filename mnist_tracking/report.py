@@ -20,7 +20,8 @@ import pandas as pd
 
 from mnist_tracking import figures
 from mnist_tracking.names import (CURVES, OPTIMIZABLE_METRICS, OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG,
-                                  OVERRIDES_TAG, PARENT_RUN_TAG, REUSED_TAG_PREFIX, SWEEP_TAG, SWEPT_KEYS_TAG)
+                                  OVERRIDES_TAG, PARENT_RUN_TAG, REUSED_TAG_PREFIX, SUPERSEDED_TAG, SWEEP_TAG,
+                                  SWEPT_KEYS_TAG)
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.store import existing_store, resolve_tracking_uri
 
@@ -57,8 +58,9 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
     parent = client.get_run(parent_run_id)
     metric = parent.data.tags[OPTIMIZED_METRIC_TAG]
     minimize = parent.data.tags.get(OPTIMIZED_DIRECTION_TAG) == "minimize"
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'", max_results=10_000)
+    children = [run for run in client.search_runs([parent.info.experiment_id], max_results=10_000,
+                                                  filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'")
+                if SUPERSEDED_TAG not in run.data.tags]  # a stopped job's run that a newer run of it replaced
     reused = [client.get_run(key.removeprefix(REUSED_TAG_PREFIX))
               for key in parent.data.tags if key.startswith(REUSED_TAG_PREFIX)]
     keys = swept_keys(parent)

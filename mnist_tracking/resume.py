@@ -13,8 +13,9 @@ from omegaconf import DictConfig
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.job import config_hash
 from mnist_tracking.names import (ATTEMPTS_TAG, CHECKPOINT_ARTIFACT, CHECKPOINT_COPY_TAG, CHECKPOINT_EPOCH_TAG,
-                                  CONFIG_HASH_TAG, DIVERGED_TAG, EPOCH_METRICS, OWNER_TAG, PARENT_RUN_TAG,
-                                  SLURM_JOB_TAG, SWEEP_HASH_TAG)
+                                  CHECKPOINT_UNUSABLE_TAG, CONFIG_HASH_TAG, DIVERGED_TAG, EPOCH_METRICS,
+                                  FAILURE_REASON_TAG, OWNER_TAG, PARENT_RUN_TAG, SLURM_JOB_TAG, SUPERSEDED_TAG,
+                                  SWEEP_HASH_TAG)
 from mnist_tracking.store import store_lock
 
 log = logging.getLogger(__name__)
@@ -45,19 +46,21 @@ def owner_is_gone(tags: dict[str, str]) -> bool:
     """Whether the process that trained a RUNNING run has provably ended: on this machine, no process with its
     pid and start time; under Slurm, this is a later start (requeue) of the same job."""
     owner, slurm, here = tags.get(OWNER_TAG), tags.get(SLURM_JOB_TAG), _slurm_job()
-    if slurm and here and slurm.split(":")[0] == here.split(":")[0]:
-        return int(here.split(":")[1]) > int(slurm.split(":")[1])  # Slurm runs one start of a job at a time
+    if slurm and here and slurm.split(":")[0] == here.split(":")[0] and int(here.split(":")[1]) > int(slurm.split(":")[1]):
+        return True  # Slurm runs one start of a job at a time: a requeued start means the earlier one is over
     if not owner:
         return False
     host, pid, start = owner.rsplit(":", 2)
+    if start == "None":  # recorded where /proc could not tell a process's start: never provably gone
+        return False
     return host == socket.gethostname() and _process_start(int(pid)) != start
 
 
 def resumable(run: mlflow.entities.Run) -> bool:
     """Whether a job's run can be continued: stopped (KILLED, FAILED, or RUNNING with its process gone),
-    with a checkpoint, and not diverged."""
+    with a usable checkpoint, not diverged, and not superseded by a newer run of the same job."""
     tags = run.data.tags
-    return (CHECKPOINT_EPOCH_TAG in tags and tags.get(DIVERGED_TAG) != "true"
+    return (CHECKPOINT_EPOCH_TAG in tags and not {DIVERGED_TAG, CHECKPOINT_UNUSABLE_TAG, SUPERSEDED_TAG} & tags.keys()
             and (run.info.status in ("KILLED", "FAILED") or (run.info.status == "RUNNING" and owner_is_gone(tags))))
 
 
@@ -114,8 +117,11 @@ def _named_run(client: mlflow.MlflowClient, run_id: str, cfg: DictConfig) -> mlf
     if run.info.status == "FINISHED" or (run.info.status == "RUNNING" and not owner_is_gone(run.data.tags)):
         raise ConfigError(f"trainer.resume={run_id!r} is invalid: the run is {run.info.status}"
                           f"{' and still training' if run.info.status == 'RUNNING' else ''}; only a stopped run continues.")
-    if CHECKPOINT_EPOCH_TAG not in run.data.tags:
-        raise ConfigError(f"trainer.resume={run_id!r} is invalid: the run has no checkpoint to continue from.")
+    if CHECKPOINT_EPOCH_TAG not in run.data.tags or CHECKPOINT_UNUSABLE_TAG in run.data.tags:
+        raise ConfigError(f"trainer.resume={run_id!r} is invalid: the run has no usable checkpoint to continue from.")
+    if DIVERGED_TAG in run.data.tags:
+        raise ConfigError(f"trainer.resume={run_id!r} is invalid: the run diverged "
+                          f"({run.data.tags.get(FAILURE_REASON_TAG)}); continuing it would diverge again.")
     if run.data.tags.get(CONFIG_HASH_TAG) != config_hash(cfg):
         raise ConfigError(f"trainer.resume={run_id!r} is invalid: its config differs from this one (config_hash "
                           f"{run.data.tags.get(CONFIG_HASH_TAG)} vs {config_hash(cfg)}); rerun it with its own command "
@@ -136,7 +142,26 @@ def restore(client: mlflow.MlflowClient, run: mlflow.entities.Run, model, downlo
         except (OSError, ValueError) as exc:  # a damaged copy: the run's own is the reference
             log.warning("Local checkpoint %s unusable (%s); using the run's", local, exc)
     download_dir.mkdir(parents=True, exist_ok=True)
-    return load_checkpoint(model, Path(client.download_artifacts(run.info.run_id, CHECKPOINT_ARTIFACT, str(download_dir))))
+    try:
+        return load_checkpoint(model, Path(client.download_artifacts(run.info.run_id, CHECKPOINT_ARTIFACT,
+                                                                     str(download_dir))))
+    except Exception:  # the next attempt must not pick this checkpoint again: it trains a new run instead
+        client.set_tag(run.info.run_id, CHECKPOINT_UNUSABLE_TAG, "true")
+        raise
+
+
+def supersede(tracking_uri: str, experiment_id: str, cfg: DictConfig, run_id: str) -> None:
+    """Tags the stopped runs of this job in its sweep as superseded by `run_id`, a new run of the same job
+    (they could not be continued): the sweep's report shows the new run instead of them."""
+    parent = cfg.mlflow.get("parent_run_id")
+    if not parent:
+        return
+    client = mlflow.MlflowClient(tracking_uri)
+    for run in client.search_runs([experiment_id], filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and "
+                                  f"tags.`{PARENT_RUN_TAG}` = '{parent}' and attributes.status != 'FINISHED'"):
+        stopped = run.info.status in ("KILLED", "FAILED") or owner_is_gone(run.data.tags)  # never a live one
+        if run.info.run_id != run_id and stopped and SUPERSEDED_TAG not in run.data.tags:
+            client.set_tag(run.info.run_id, SUPERSEDED_TAG, run_id)
 
 
 def recorded_history(client: mlflow.MlflowClient, run_id: str) -> dict[str, list[float]]:

@@ -4,8 +4,8 @@ Optuna's own persistence is out of reach here: hydra-optuna-sweeper 1.3 allows o
 RDB storage fails against SQLAlchemy 2 (which MLflow needs) as soon as it creates a study. The sweep's
 MLflow runs already hold each trial's parameters (the `overrides` tag) and result, in the same store as
 everything else, local or on the team's server. So when a stopped search's parent run is continued, its
-finished trials go back into the study and its interrupted trials are asked again first, with their
-own parameters, so that their jobs continue their runs. (Hydra wants the sweeper class itself in the
+finished trials go back into the study and its interrupted (or failed) trials are asked again first,
+with their own parameters, so that their jobs continue their runs. (Hydra wants the sweeper class itself in the
 `hydra_plugins` namespace: hydra_plugins/mnist_tracking_search.)
 """
 
@@ -21,10 +21,9 @@ import mlflow
 import optuna
 from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntLogUniformDistribution, IntUniformDistribution
-from optuna.trial import TrialState
 
-from mnist_tracking.names import OVERRIDES_TAG, PARENT_RUN_TAG
-from mnist_tracking.resume import resumable
+from mnist_tracking.names import OVERRIDES_TAG, PARENT_RUN_TAG, SUPERSEDED_TAG
+from mnist_tracking.resume import owner_is_gone
 from mnist_tracking.store import resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -44,15 +43,16 @@ def continue_study(sweeper: Any, arguments: list[str]) -> None:
     jobs = client.search_runs([client.get_run(parent).info.experiment_id],
                               filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent}'", max_results=10_000)
     for run in sorted(jobs, key=lambda r: r.info.start_time):
+        if SUPERSEDED_TAG in run.data.tags:  # its job's newer run stands for it
+            continue
         params = _trial_params(run, distributions)
-        if resumable(run):  # interrupted: asked again first, so that its job continues its run
-            study.enqueue_trial(params)
-        elif run.info.status == "FINISHED":
+        if run.info.status == "FINISHED":
             study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
                                                       value=run.data.metrics[config.optimized_metric]))
-        elif run.info.status != "RUNNING":
-            study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
-                                                      state=TrialState.FAIL))
+        elif run.info.status != "RUNNING" or owner_is_gone(run.data.tags):
+            # Interrupted or failed: asked again first, with its own parameters. Its job continues the run from
+            # its checkpoint, or trains a new run that supersedes it.
+            study.enqueue_trial(params)
     done = sum(t.state.is_finished() for t in study.trials)
     if done:
         log.info("Continuing the search: %d of %d trials done", done, sweeper.n_trials)

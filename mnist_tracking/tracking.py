@@ -110,7 +110,11 @@ def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str
     except Exception as exc:
         status = RunStatus.FAILED
         reason = str(exc) if isinstance(exc, DivergedError) else f"{type(exc).__name__}: {exc}"
-        mlflow.set_tags({FAILURE_REASON_TAG: reason[:5000], **({DIVERGED_TAG: "true"} if isinstance(exc, DivergedError) else {})})
+        try:
+            mlflow.set_tags({FAILURE_REASON_TAG: reason[:5000],
+                             **({DIVERGED_TAG: "true"} if isinstance(exc, DivergedError) else {})})
+        except Exception:  # the store may be what failed: the original error is the one to report
+            log.exception("Could not record why run %s failed", run.info.run_id)
         raise RunFailedError(run.info.run_id, exc) from exc
     except BaseException:  # SystemExit and the like: still not a finished run
         status = RunStatus.FAILED

@@ -53,7 +53,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     stopped = resume.claim_run(tracking_uri, experiment_id, cfg)  # a stopped run of this job to continue, if any
 
     client = mlflow.MlflowClient(tracking_uri)
-    with tracking.tracked_run(tracking_uri, experiment_id, job.name, tracking.run_tags(job, cfg),
+    # A continued run keeps its tags (its command, overrides, parent): only the owner changes.
+    with tracking.tracked_run(tracking_uri, experiment_id, job.name, {} if stopped else tracking.run_tags(job, cfg),
                               run_id=stopped and stopped.info.run_id) as run:
         # Built inside the run: a model or optimizer that Keras rejects leaves a FAILED run that says why.
         model = instantiate(cfg.model, _convert_="all")
@@ -67,10 +68,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             mlflow.set_tag(RESUMED_FROM_EPOCH_TAG, first_epoch)
             log.info("Resuming run %s from epoch %d", stopped.info.run_id, first_epoch)
         tracking.log_config(cfg, job.overrides, logged=stopped and stopped.data.params)
-        if not stopped:  # a continued run has them already
+        if not stopped:  # a continued run has them already; this job's stopped runs that could not be continued
             tracking.log_datasets(data)
+            resume.supersede(tracking_uri, experiment_id, cfg, run.info.run_id)
         recorder = MlflowCallback(run.info.run_id, tracking_uri, cfg.trainer.checkpoint_every, job.output_dir, recorded)
-        try:
+        try:  # stopped or not, what was trained is on record before the run ends
             model.fit(
                 training_batches(data.x_train, data.y_train, cfg.data.batch_size, cfg.seed, first_epoch,
                                  cfg.trainer.epochs),
@@ -80,8 +82,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 callbacks=[keras.callbacks.TerminateOnNaN(), recorder, _epoch_logger(cfg.trainer.epochs)],
                 verbose=1 if sys.stdout.isatty() else 0,  # Keras's bar on a terminal; the log line always
             )
-        finally:  # stopped or not, what was trained is on record before the run ends
-            recorder.close()
+        except BaseException:
+            recorder.close(raise_errors=False)  # the fit's own exception (or Ctrl-C) is the one to report
+            raise
+        recorder.close()
         _raise_if_diverged(recorder.history)
         test_metrics = record_evaluation(model, data, cfg.trainer.eval_batch_size)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import keras
 import mlflow
 import numpy as np
@@ -11,7 +13,8 @@ from mnist_tracking import train as train_module
 from mnist_tracking.checkpoint import load_checkpoint, save_checkpoint
 from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError
 from mnist_tracking.names import CHECKPOINT_EPOCH_TAG, EPOCH_METRICS, OWNER_TAG
-from mnist_tracking.resume import claim_run
+from mnist_tracking import report
+from mnist_tracking.resume import claim_run, owner_is_gone
 from mnist_tracking.store import prepare_experiment
 from mnist_tracking.train import train
 from tests.helpers import artifact_paths, runs
@@ -138,3 +141,29 @@ def test_a_requeued_slurm_job_takes_over_its_run(make_cfg, store, monkeypatch):
     assert claim_run(store, experiment, make_cfg()) is None  # the same start of the job: it may still be training
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # Slurm requeued the job: its earlier start is over
     assert claim_run(store, experiment, make_cfg()).info.run_id == run.info.run_id
+
+
+def test_a_stopped_job_that_cannot_continue_is_superseded_in_its_sweeps_report(make_cfg, store, monkeypatch):
+    client = mlflow.MlflowClient(store)
+    experiment = prepare_experiment(store, "mnist")
+    parent = client.create_run(experiment, tags={"sweep": "true", "swept_keys": "[]",
+                                                 "optimized_metric": "val_accuracy"}).info.run_id
+    job = (f"mlflow.parent_run_id={parent}", "trainer.checkpoint_every=0")  # stopped with no checkpoint
+    old = stopped_run(make_cfg, store, monkeypatch, *job)
+    train(make_cfg(*job))
+    [new] = [r for r in runs(store) if r.info.status == "FINISHED"]
+    assert mlflow.MlflowClient(store).get_run(old.info.run_id).data.tags["superseded_by"] == new.info.run_id
+    table = report.build_report(client, parent).table
+    assert list(table["run_id"]) == [new.info.run_id] and list(table["status"]) == ["FINISHED"]
+
+
+def test_an_owner_whose_start_is_unknown_is_never_taken_for_gone(monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    host = socket.gethostname()
+    assert owner_is_gone({OWNER_TAG: f"{host}:999999999:12345"})  # no such process here
+    assert not owner_is_gone({OWNER_TAG: f"{host}:999999999:None"})  # start unknown (no /proc where it ran)
+    assert not owner_is_gone({OWNER_TAG: "elsewhere:999999999:12345"})  # another machine's process
+    monkeypatch.setenv("SLURM_JOB_ID", "5")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    # The same start of a Slurm job: the pid rule still applies.
+    assert owner_is_gone({OWNER_TAG: f"{host}:999999999:12345", "slurm_job": "5:0"})
