@@ -17,6 +17,7 @@ CHECKPOINT_COPY_TAG = "checkpoint_local_copy"  # "host:path" of the same checkpo
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.npz"  # the run's one current checkpoint, replaced as training goes
 ATTEMPTS_TAG = "attempts"        # how many processes have trained this run (1 + resumes)
 RESUMED_FROM_EPOCH_TAG = "resumed_from_epoch"  # the first epoch (0-based) the latest attempt trained
+ATTEMPT_FROM_EPOCH_TAG = "attempt_{}_from_epoch"  # .format(n): the first epoch attempt n trained (attempt 1: 0)
 FAILURE_REASON_TAG = "failure_reason"  # why a FAILED run failed, e.g. "loss became nan at epoch 3"
 DIVERGED_TAG = "diverged"        # "true" when the loss stopped being finite: resuming would diverge again
 CHECKPOINT_UNUSABLE_TAG = "checkpoint_unusable"  # "true" when the checkpoint could not be loaded: not continued

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from mnist_tracking.checks import check_config
 from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError
-from mnist_tracking.names import RESUMED_FROM_EPOCH_TAG
+from mnist_tracking.names import ATTEMPT_FROM_EPOCH_TAG, ATTEMPTS_TAG, RESUMED_FROM_EPOCH_TAG
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if stopped:
             first_epoch = resume.restore(client, stopped, model, job.output_dir / "resumed") + 1
             recorded = resume.recorded_history(client, stopped.info.run_id)
-            mlflow.set_tag(RESUMED_FROM_EPOCH_TAG, first_epoch)
+            attempt = stopped.data.tags[ATTEMPTS_TAG]
+            mlflow.set_tags({RESUMED_FROM_EPOCH_TAG: first_epoch, ATTEMPT_FROM_EPOCH_TAG.format(attempt): first_epoch})
             log.info("Resuming run %s from epoch %d", stopped.info.run_id, first_epoch)
         tracking.log_config(cfg, job.overrides, logged=stopped and stopped.data.params)
         if not stopped:  # a continued run has them already; this job's stopped runs that could not be continued

@@ -60,6 +60,7 @@ def test_a_stopped_run_continues_in_the_same_run_exactly(make_cfg, store, monkey
     run = mlflow.MlflowClient(store).get_run(killed.info.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["resumed_from_epoch"] == "2" and run.data.tags["attempts"] == "2"
+    assert run.data.tags["attempt_2_from_epoch"] == "2"
     assert steps(store, run.info.run_id) == {name: list(range(EPOCHS)) for name in EPOCH_METRICS}
     for name in ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"):
         assert resumed[name] == pytest.approx(whole[name], abs=1e-6), name
