@@ -135,5 +135,17 @@ def main(cfg: DictConfig) -> float:
     return metrics[cfg.optimized_metric]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command (`python -m mnist_tracking.train`, `mnist-train`): `--help` answered from the project's own
+    help template and groups; everything else is Hydra's."""
+    args = sys.argv[1:]
+    if "--help" in args or "-h" in args:
+        from mnist_tracking.help import render_help
+
+        print(render_help([arg for arg in args if not arg.startswith("-")]))
+        return
     main()
+
+
+if __name__ == "__main__":
+    cli()

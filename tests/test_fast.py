@@ -48,3 +48,13 @@ def test_cli_help_does_not_import_tensorflow(args):
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
     assert "hydra" in imported
     assert not {"tensorflow", "keras", "mlflow"} & imported
+
+
+def test_help_lists_the_projects_groups_and_the_composed_config():
+    out = subprocess.run([sys.executable, "-m", "mnist_tracking.train", "model=cnn", "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "model: cnn, dense, mlp, mlp64\n" in out.stdout and "experiment: study\n" in out.stdout
+    assert "hydra/launcher" not in out.stdout and "ray" not in out.stdout  # no plugin's groups
+    assert "_target_: mnist_tracking.models.cnn" in out.stdout  # the config as composed with the overrides
+    assert "--hydra-help" in out.stdout
