@@ -19,6 +19,7 @@ ATTEMPTS_TAG = "attempts"        # how many processes have trained this run (1 +
 RESUMED_FROM_EPOCH_TAG = "resumed_from_epoch"  # the first epoch (0-based) the latest attempt trained
 ATTEMPT_FROM_EPOCH_TAG = "attempt_{}_from_epoch"  # .format(n): the first epoch attempt n trained (attempt 1: 0)
 FAILURE_REASON_TAG = "failure_reason"  # why a FAILED run failed, e.g. "loss became nan at epoch 3"
+MOST_CONFUSED_TAG = "most_confused"  # the test set's three most-confused digit pairs, "true→predicted (count)"
 DIVERGED_TAG = "diverged"        # "true" when the loss stopped being finite: resuming would diverge again
 CHECKPOINT_UNUSABLE_TAG = "checkpoint_unusable"  # "true" when the checkpoint could not be loaded: not continued
 SUPERSEDED_TAG = "superseded_by"  # a newer run of the same job in the same sweep, which the report shows instead
