@@ -56,12 +56,17 @@ def owner_is_gone(tags: dict[str, str]) -> bool:
     return host == socket.gethostname() and _process_start(int(pid)) != start
 
 
+def is_stopped(run: mlflow.entities.Run) -> bool:
+    """Whether a run is over without having finished: KILLED, FAILED, or RUNNING with its process gone."""
+    return run.info.status in ("KILLED", "FAILED") or (run.info.status == "RUNNING" and owner_is_gone(run.data.tags))
+
+
 def resumable(run: mlflow.entities.Run) -> bool:
-    """Whether a job's run can be continued: stopped (KILLED, FAILED, or RUNNING with its process gone),
-    with a usable checkpoint, not diverged, and not superseded by a newer run of the same job."""
+    """Whether a job's run can be continued: stopped, with a usable checkpoint, not diverged, and not
+    superseded by a newer run of the same job."""
     tags = run.data.tags
     return (CHECKPOINT_EPOCH_TAG in tags and not {DIVERGED_TAG, CHECKPOINT_UNUSABLE_TAG, SUPERSEDED_TAG} & tags.keys()
-            and (run.info.status in ("KILLED", "FAILED") or (run.info.status == "RUNNING" and owner_is_gone(tags))))
+            and is_stopped(run))
 
 
 def claim_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
@@ -94,7 +99,7 @@ def claim_sweep(tracking_uri: str, experiment_id: str, sweep_hash: str) -> mlflo
     with store_lock(tracking_uri):
         found = client.search_runs([experiment_id], filter_string=f"tags.{SWEEP_HASH_TAG} = '{sweep_hash}' and "
                                    "attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"])
-        run = next((r for r in found if r.info.status in ("KILLED", "FAILED") or owner_is_gone(r.data.tags)), None)
+        run = next((r for r in found if is_stopped(r)), None)
         return run and _take(client, run)
 
 
@@ -159,8 +164,7 @@ def supersede(tracking_uri: str, experiment_id: str, cfg: DictConfig, run_id: st
     client = mlflow.MlflowClient(tracking_uri)
     for run in client.search_runs([experiment_id], filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and "
                                   f"tags.`{PARENT_RUN_TAG}` = '{parent}' and attributes.status != 'FINISHED'"):
-        stopped = run.info.status in ("KILLED", "FAILED") or owner_is_gone(run.data.tags)  # never a live one
-        if run.info.run_id != run_id and stopped and SUPERSEDED_TAG not in run.data.tags:
+        if run.info.run_id != run_id and is_stopped(run) and SUPERSEDED_TAG not in run.data.tags:  # never a live one
             client.set_tag(run.info.run_id, SUPERSEDED_TAG, run_id)
 
 

@@ -23,7 +23,7 @@ from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_override
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntLogUniformDistribution, IntUniformDistribution
 
 from mnist_tracking.names import OVERRIDES_TAG, PARENT_RUN_TAG, SUPERSEDED_TAG
-from mnist_tracking.resume import owner_is_gone
+from mnist_tracking.resume import is_stopped
 from mnist_tracking.store import resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -39,20 +39,21 @@ def continue_study(sweeper: Any, arguments: list[str]) -> None:
     sweeper.storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name=sweeper.study_name, storage=sweeper.storage,
                                 directions=sweeper._get_directions())
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # add_trial, enqueue_trial
     jobs = client.search_runs([client.get_run(parent).info.experiment_id],
                               filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent}'", max_results=10_000)
-    for run in sorted(jobs, key=lambda r: r.info.start_time):
-        if SUPERSEDED_TAG in run.data.tags:  # its job's newer run stands for it
-            continue
-        params = _trial_params(run, distributions)
-        if run.info.status == "FINISHED":
-            study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
-                                                      value=run.data.metrics[config.optimized_metric]))
-        elif run.info.status != "RUNNING" or owner_is_gone(run.data.tags):
-            # Interrupted or failed: asked again first, with its own parameters. Its job continues the run from
-            # its checkpoint, or trains a new run that supersedes it.
-            study.enqueue_trial(params)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # add_trial, enqueue_trial
+        for run in sorted(jobs, key=lambda r: r.info.start_time):
+            if SUPERSEDED_TAG in run.data.tags:  # its job's newer run stands for it
+                continue
+            params = _trial_params(run, distributions)
+            if run.info.status == "FINISHED":
+                study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
+                                                          value=run.data.metrics[config.optimized_metric]))
+            elif is_stopped(run):
+                # Interrupted or failed: asked again first, with its own parameters. Its job continues the run
+                # from its checkpoint, or trains a new run that supersedes it.
+                study.enqueue_trial(params)
     done = sum(t.state.is_finished() for t in study.trials)
     if done:
         log.info("Continuing the search: %d of %d trials done", done, sweeper.n_trials)
