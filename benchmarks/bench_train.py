@@ -127,6 +127,27 @@ def fast_epoch_seconds(data_path: str, epochs: int = 6, rounds: int = 6) -> tupl
     return {name: statistics.median(t) for name, t in times.items()}, statistics.median(save), statistics.median(store)
 
 
+def system_metrics_sample_seconds(samples: int = 20) -> float:
+    """Median seconds of one sample of MLflow's system-metrics monitor, as its thread takes it: collect,
+    check the run is still RUNNING, log (flushed at once) to a SQLite store."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        client = mlflow.MlflowClient(uri)
+        run = client.create_run(client.create_experiment("system"))
+        monitor = SystemMetricsMonitor(run.info.run_id, tracking_uri=uri)
+        for _ in range(samples):
+            start = time.perf_counter()
+            monitor.collect_metrics()
+            client.get_run(run.info.run_id)
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 class Rows(list):
     """Measured rows: each printed as soon as it is measured, then all of them as one table."""
 
@@ -151,6 +172,9 @@ def epoch_rows(rows: Rows, data_path: str) -> None:
                  f"{tracked:.3f} → {checkpointed:.3f} s ({(checkpointed - tracked) / tracked:+.1%})"))
     rows.append(("checkpoint work per epoch: save (training thread) + store with the run (background)",
                  f"{save * 1000:.1f} + {store * 1000:.1f} ms ({(save + store) / tracked:.1%} of a tracked epoch)"))
+    sample, interval = system_metrics_sample_seconds(), 2.0  # conf/mlflow/default.yaml's system_metrics_interval
+    rows.append(("system metrics: one sample (background thread), share of training time at one per "
+                 f"{interval:g} s", f"{sample * 1000:.1f} ms ({sample / interval:.2%})"))
 
 
 def main() -> None:

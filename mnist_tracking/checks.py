@@ -67,6 +67,11 @@ def check_config(cfg: DictConfig) -> None:
     eval_batch_size = cfg.trainer.eval_batch_size
     if not _is_int(eval_batch_size) or eval_batch_size < 1:
         _fail("trainer.eval_batch_size", eval_batch_size, "use a whole number >= 1, e.g. 1024")
+    if not isinstance(cfg.mlflow.log_system_metrics, bool):
+        _fail("mlflow.log_system_metrics", cfg.mlflow.log_system_metrics, "use true or false")
+    interval = cfg.mlflow.system_metrics_interval
+    if not _is_number(interval) or interval <= 0:
+        _fail("mlflow.system_metrics_interval", interval, "use a number of seconds > 0, e.g. 2")
     if "hidden_units" in cfg.model:
         _check_units("model.hidden_units", cfg.model.hidden_units)
     if "filters" in cfg.model:

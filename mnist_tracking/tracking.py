@@ -89,17 +89,20 @@ def reuse_run(tracking_uri: str, run: mlflow.entities.Run, parent_run_id: str | 
 
 
 @contextlib.contextmanager
-def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str, str],
-                run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str, str], run_id: str | None = None,
+                system_metrics_interval: float | None = None) -> Iterator[mlflow.ActiveRun]:
     """The active MLflow run of a job (a new one, or `run_id` continued); it ends FINISHED, FAILED on an
     exception (tag `failure_reason`), or KILLED on Ctrl-C/SIGTERM.
 
     An exception leaves as RunFailedError (the original chained), so a sweep knows the failure is on record.
+    `system_metrics_interval`: seconds between MLflow's system-metrics samples (CPU, memory, GPU); None: none.
     """
     # MLflow's fluent API (start_run, log_model, log_figure) reads the process-wide URI: set it here, in the open.
     mlflow.set_tracking_uri(tracking_uri)
     run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=None if run_id else name,
-                           tags={**tags, **owner_tags()})
+                           tags={**tags, **owner_tags()}, log_system_metrics=False)
+    monitor = system_metrics_interval and _system_metrics(tracking_uri, run.info.run_id, system_metrics_interval,
+                                                          resumed=run_id is not None)
     status = RunStatus.FINISHED
     try:
         with SigtermAsInterrupt():
@@ -120,9 +123,28 @@ def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str
         status = RunStatus.FAILED
         raise
     finally:
+        if monitor:  # its last samples are on record before the run ends (mlflow.end_run flushes them after)
+            monitor.finish()
         log.log(logging.INFO if status == RunStatus.FINISHED else logging.ERROR,
                 "MLflow run %s ended %s", run.info.run_id, RunStatus.to_string(status))
         mlflow.end_run(RunStatus.to_string(status))
+
+
+def _system_metrics(tracking_uri: str, run_id: str, interval: float, resumed: bool) -> Any:
+    """MLflow's own system-metrics monitor for the run, started; None (logged) if it cannot start.
+
+    Run here rather than through `start_run(log_system_metrics=True)`, which stops it only after the run has ended.
+    """
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    try:
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, resume_logging=resumed,
+                                       tracking_uri=tracking_uri)
+    except Exception:
+        log.exception("Could not start system metrics for run %s; the run goes on without them", run_id)
+        return None
+    monitor.start()
+    return monitor
 
 
 def log_datasets(data: MnistData) -> None:

@@ -55,7 +55,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     client = mlflow.MlflowClient(tracking_uri)
     # A continued run keeps its tags (its command, overrides, parent): only the owner changes.
     with tracking.tracked_run(tracking_uri, experiment_id, job.name, {} if stopped else tracking.run_tags(job, cfg),
-                              run_id=stopped and stopped.info.run_id) as run:
+                              run_id=stopped and stopped.info.run_id,
+                              system_metrics_interval=cfg.mlflow.log_system_metrics and cfg.mlflow.system_metrics_interval
+                              ) as run:
         # Built inside the run: a model or optimizer that Keras rejects leaves a FAILED run that says why.
         model = instantiate(cfg.model, _convert_="all")
         steps_per_epoch = math.ceil(len(data.x_train) / cfg.data.batch_size)

@@ -146,3 +146,16 @@ def test_runs_record_their_datasets_and_share_digests_on_the_same_data(make_cfg,
     assert {d["training"].digest for d in same_data} == {same_data[0]["training"].digest}
     assert inputs["1000", "64"]["training"].digest != same_data[0]["training"].digest
     assert inputs["1000", "64"]["testing"].digest == same_data[0]["testing"].digest  # the test set is the same
+
+
+def test_system_metrics_are_recorded_before_the_run_ends_unless_switched_off(make_cfg, store):
+    train(make_cfg("trainer.epochs=1", "mlflow.system_metrics_interval=0.2"))
+    train(make_cfg("trainer.epochs=1", "mlflow.log_system_metrics=false", "model=dense"))
+    client = mlflow.MlflowClient(store)
+    by_model = {run.data.params["model.hidden_units"]: run for run in runs(store)}
+    on, off = by_model["64"], by_model["[]"]
+    system = {name for name in on.data.metrics if name.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
+    samples = client.get_metric_history(on.info.run_id, "system/cpu_utilization_percentage")
+    assert samples and max(m.timestamp for m in samples) <= on.info.end_time
+    assert not any(name.startswith("system/") for name in off.data.metrics)
