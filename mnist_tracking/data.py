@@ -104,6 +104,13 @@ def normalize_images(x: np.ndarray, normalization: str) -> np.ndarray:
     return x
 
 
+def pixel_scale_offset(normalization: str) -> tuple[float, float]:
+    """`normalize_images` as one multiply-add on raw pixels (x * scale + offset), for a model's own Rescaling layer."""
+    if normalization == "standard":
+        return 1 / (255.0 * MNIST_STD), -MNIST_MEAN / MNIST_STD
+    return 1 / 255.0, 0.0
+
+
 def _prepare(x: np.ndarray, y: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
     return normalize_images(x, normalization), np.eye(NUM_CLASSES, dtype=np.float32)[y]
 

@@ -9,10 +9,12 @@ import keras
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 
 from mnist_tracking import figures
-from mnist_tracking.data import MnistData
+from mnist_tracking.data import MnistData, pixel_scale_offset
+from mnist_tracking.models import INPUT_SHAPE, NUM_CLASSES, on_raw_pixels
 from mnist_tracking.names import MOST_CONFUSED_TAG, OPTIMIZER_STEPS_METRIC
 
 
@@ -48,9 +50,15 @@ def per_class_scores(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     return scores, table, confused
 
 
-def record_evaluation(model: keras.Model, data: MnistData, batch_size: int) -> dict[str, float]:
+# What the logged model takes and gives: raw pixels as an image holds them, and one probability per digit.
+SIGNATURE = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *INPUT_SHAPE))]),
+                           outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES))]))
+
+
+def record_evaluation(model: keras.Model, data: MnistData, batch_size: int, normalization: str) -> dict[str, float]:
     """Evaluates `model` on the test set and logs to the active run: test metrics (per digit too), the
-    per-digit table and most-confused pairs, figures, the model itself.
+    per-digit table and most-confused pairs, figures, and the model itself, taking raw pixels (its
+    `normalization` inside it).
 
     Returns the test metrics (`test_loss`, `test_accuracy`).
     """
@@ -68,6 +76,6 @@ def record_evaluation(model: keras.Model, data: MnistData, batch_size: int) -> d
     mlflow.set_tag(MOST_CONFUSED_TAG, ", ".join(f"{t}→{p} ({n})" for t, p, n in confused.itertuples(index=False)))
     mlflow.log_figure(figures.misclassified(data.x_test, labels, probabilities), "figures/misclassified.png")
     mlflow.log_figure(figures.confusion_matrix(labels, predicted), "figures/confusion_matrix.png")
-    mlflow.keras.log_model(model, name="model", signature=infer_signature(data.x_test[:5], probabilities[:5]),
-                           pip_requirements=model_requirements())
+    mlflow.keras.log_model(on_raw_pixels(model, *pixel_scale_offset(normalization)), name="model",
+                           signature=SIGNATURE, pip_requirements=model_requirements())
     return metrics

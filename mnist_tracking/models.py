@@ -23,6 +23,13 @@ def mlp(hidden_units: int | list[int], activation: str) -> keras.Model:
     )
 
 
+def on_raw_pixels(model: keras.Model, scale: float, offset: float) -> keras.Model:
+    """`model` behind a Rescaling layer (x * scale + offset): it takes pixels as an image holds them (0-255,
+    shape (n, 28, 28)) and normalizes them as training did, so that no client needs to know how."""
+    return keras.Sequential([keras.Input(shape=INPUT_SHAPE), keras.layers.Rescaling(scale, offset), model],
+                            name=f"{model.name}_on_pixels")
+
+
 def cnn(filters: list[int], kernel_size: int, dropout: float) -> keras.Model:
     """Per entry of `filters`: Conv2D(f, kernel_size, ReLU) -> MaxPool(2); then Dropout -> Dense(10, softmax)."""
     blocks = []

@@ -35,8 +35,14 @@ FAILED_JOBS_TAG = "failed_jobs"           # JSON list of the run ids of jobs tha
 BEST_RUN_TAG = "best_run_id"              # the job run that ranked first
 BEST_VALUE_TAG_PREFIX = "best."           # + swept key: that key's value in the best job
 REGISTERED_MODEL_TAG = "registered_model"  # "<name>/<version>" registered from the best job
+CHAMPION_TAG = "champion"                 # "<name>/<version>" holding the champion alias after this sweep
+PROMOTED_TAG = "champion_promoted"        # "true" when this sweep's best model took the champion alias
+PROMOTION_REASON_TAG = "champion_reason"  # why it did or did not, with both models' scores
 SWEPT_PARAM_PREFIX = "swept."             # + swept key: the values (or search space) the sweep covers
 JOBS_PARAM = "jobs"                       # how many jobs the report covers
+
+# The Model Registry.
+CHAMPION_ALIAS = "champion"  # models:/<registered model>@champion: the best model so far, moved only by a better one
 
 # Metrics. What train() returns and a sweep can optimize: the last epoch's Keras metrics and the test scores.
 OPTIMIZABLE_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "accuracy", "loss")

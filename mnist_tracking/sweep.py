@@ -20,11 +20,12 @@ from mnist_tracking import figures, report, store
 from mnist_tracking.checks import check_sweep
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.job import source_tags, sweep_hash
-from mnist_tracking.names import (ATTEMPTS_TAG, BEST_RUN_TAG, BEST_VALUE_TAG_PREFIX, CURVES, FAILED_JOBS_TAG, JOBS_PARAM,
-                                  OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG, PARENT_RUN_TAG, REGISTERED_MODEL_TAG,
-                                  SWEEP_HASH_TAG, SWEEP_TAG, SWEPT_KEYS_TAG, SWEPT_PARAM_PREFIX)
+from mnist_tracking.names import (ATTEMPTS_TAG, BEST_RUN_TAG, BEST_VALUE_TAG_PREFIX, CHAMPION_ALIAS, CHAMPION_TAG, CURVES,
+                                  FAILED_JOBS_TAG, JOBS_PARAM, OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG,
+                                  PARENT_RUN_TAG, PROMOTED_TAG, PROMOTION_REASON_TAG, REGISTERED_MODEL_TAG, SWEEP_HASH_TAG,
+                                  SWEEP_TAG, SWEPT_KEYS_TAG, SWEPT_PARAM_PREFIX)
 from mnist_tracking.redaction import redact, redact_text
-from mnist_tracking.registry import register_run_model
+from mnist_tracking.registry import promote_if_better, register_run_model
 from mnist_tracking.resume import claim_sweep, owner_tags
 from mnist_tracking.tracking import SigtermAsInterrupt
 
@@ -150,6 +151,12 @@ class MlflowSweepCallback(Callback):
                                                                     config.sweep.registered_model_name)
         if version:
             client.set_tag(self.parent_run_id, REGISTERED_MODEL_TAG, f"{version.name}/{version.version}")
+            promoted, reason = promote_if_better(client, version, metric, config.optimized_direction == "minimize")
+            champion = client.get_model_version_by_alias(version.name, CHAMPION_ALIAS)
+            tags = {PROMOTED_TAG: str(promoted).lower(), PROMOTION_REASON_TAG: reason,
+                    CHAMPION_TAG: f"{champion.name}/{champion.version}"}
+            client.log_batch(self.parent_run_id, tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
+            log.info("%s: %s", "Promoted" if promoted else "Not promoted", reason)
 
     def _end_running_children(self, client: mlflow.MlflowClient, status: int) -> None:
         parent = client.get_run(self.parent_run_id)

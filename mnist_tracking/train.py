@@ -90,7 +90,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             raise
         recorder.close()
         _raise_if_diverged(recorder.history)
-        test_metrics = record_evaluation(model, data, cfg.trainer.eval_batch_size)
+        test_metrics = record_evaluation(model, data, cfg.trainer.eval_batch_size, cfg.data.normalization)
 
     metrics = {key: values[-1] for key, values in recorder.history.items()} | test_metrics
     log.info("MLflow run %s: test_accuracy=%.4f val_accuracy=%.4f", run.info.run_id, metrics["test_accuracy"],

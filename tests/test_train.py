@@ -69,12 +69,19 @@ def test_logged_model_loads_and_predicts(make_cfg, store):
     metrics = train(make_cfg("model=dense"))
     [run] = runs(store)
     test = np.load(FIXTURE)
-    images = normalize_images(test["x_test"], "standard")  # data.normalization's default
+    pixels = test["x_test"]  # raw uint8 pixels: the model normalizes them itself, as training did
     mlflow.set_tracking_uri(store)
-    pyfunc_probs = np.asarray(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(images))
-    keras_probs = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model").predict(images, verbose=0)
+    uri = f"runs:/{run.info.run_id}/model"
+    [spec] = mlflow.models.get_model_info(uri).signature.inputs.inputs
+    assert spec.type == np.uint8 and spec.shape == (-1, 28, 28)
+    pyfunc_probs = np.asarray(mlflow.pyfunc.load_model(uri).predict(pixels))
+    keras_model = mlflow.keras.load_model(uri)
     assert pyfunc_probs.shape == (500, 10)
-    np.testing.assert_allclose(pyfunc_probs, keras_probs, rtol=1e-5)
+    np.testing.assert_allclose(pyfunc_probs, keras_model.predict(pixels, verbose=0), rtol=1e-5)
+    # The trained network inside it, fed as training fed it, gives the same answers.
+    trained = keras_model.layers[-1]
+    np.testing.assert_allclose(pyfunc_probs, trained.predict(normalize_images(pixels, "standard"), verbose=0),
+                               atol=1e-5)
     accuracy = np.mean(pyfunc_probs.argmax(axis=1) == test["y_test"])
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 

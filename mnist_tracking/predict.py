@@ -1,0 +1,137 @@
+"""Predict digits with a logged or registered model: the champion by default.
+
+    python -m mnist_tracking.predict digit.png other.png          # models:/mnist-best@champion
+    python -m mnist_tracking.predict --model runs:/<run id>/model images.npy
+    python -m mnist_tracking.predict --model models:/mnist-best/3 mnist.npz   # an .npz: its x_test, or its one array
+
+Prints one line per image: where it came from, the predicted digit and its probability. Images are raw
+pixels as a file holds them (0-255, 28x28, white digit on black as in MNIST); the model normalizes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mnist_tracking.errors import ConfigError
+from mnist_tracking.models import INPUT_SHAPE
+from mnist_tracking.names import CHAMPION_ALIAS
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".png", ".npy", ".npz")
+
+
+def _pixels(array: np.ndarray, source: str) -> np.ndarray:
+    """`array` as uint8 images of shape (n, 28, 28); ConfigError naming `source` if it cannot be."""
+    if array.shape == INPUT_SHAPE:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != INPUT_SHAPE or not array.size:
+        raise ConfigError(f"{source}: shape {array.shape} is invalid: give 28x28 images, as (28, 28) or (n, 28, 28).")
+    if array.dtype.kind not in "uif" or (array.size and (array.min() < 0 or array.max() > 255)):
+        raise ConfigError(f"{source}: {array.dtype} values from {array.min()} to {array.max()} are invalid: give raw "
+                          "pixels from 0 to 255, as an image holds them.")
+    if array.dtype.kind == "f" and array.max() <= 1 and np.any(array != np.round(array)):
+        raise ConfigError(f"{source}: values in [0, 1] look already scaled: give raw pixels from 0 to 255 (the model "
+                          "normalizes them as training did).")
+    return np.rint(array).astype(np.uint8)
+
+
+def read_images(path: Path) -> tuple[np.ndarray, list[str]]:
+    """The images in a PNG, .npy or .npz file as uint8 (n, 28, 28), and a label for each."""
+    if path.suffix.lower() not in SUFFIXES:
+        raise ConfigError(f"{path}: a {path.suffix or 'suffix-less'} file is not supported: give {', '.join(SUFFIXES)}.")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file.")
+    if path.suffix.lower() == ".png":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            if image.size != INPUT_SHAPE:
+                raise ConfigError(f"{path}: a {image.size[0]}x{image.size[1]} image is invalid: give 28x28 pixels, as "
+                                  "MNIST's digits are.")
+            return _pixels(np.asarray(image.convert("L")), str(path)), [str(path)]
+    if path.suffix.lower() == ".npy":
+        array = np.load(path, allow_pickle=False)
+    else:
+        with np.load(path, allow_pickle=False) as npz:
+            names = ["x_test"] if "x_test" in npz.files else npz.files
+            if len(names) != 1:
+                raise ConfigError(f"{path}: arrays {npz.files} are ambiguous: give an .npz with one array, or with "
+                                  "x_test (Keras's mnist.npz layout).")
+            array = npz[names[0]]
+    images = _pixels(array, str(path))
+    return images, [f"{path}[{i}]" for i in range(len(images))] if array.ndim == 3 else [str(path)]
+
+
+def default_model_uri() -> str:
+    """models:/<sweep.registered_model_name>@champion, the name read from conf/ (the sweeps register under it)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        name = compose("config").sweep.registered_model_name
+    return f"models:/{name}@{CHAMPION_ALIAS}"
+
+
+def predict(model_uri: str, images: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, 10) for raw uint8 images, from the model at `model_uri` (tracking URI already set).
+
+    A model logged before models took raw pixels is fed pixels normalized as its run's `data.normalization` says.
+    """
+    import mlflow
+
+    from mnist_tracking.data import normalize_images
+
+    info = mlflow.models.get_model_info(model_uri)
+    [spec] = info.signature.inputs.inputs if info.signature else [None]
+    inputs = images
+    if spec is None or spec.type != np.uint8:
+        normalization = mlflow.MlflowClient().get_run(info.run_id).data.params["data.normalization"]
+        log.info("%s takes normalized images: normalizing as its run did (%s)", model_uri, normalization)
+        inputs = normalize_images(images, normalization)
+    return np.asarray(mlflow.pyfunc.load_model(model_uri).predict(inputs))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Prints the predicted digit and its probability for each image in FILEs."""
+    parser = argparse.ArgumentParser(prog="python -m mnist_tracking.predict", description=main.__doc__)
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PNG images (28x28), .npy or .npz arrays")
+    parser.add_argument("--model", help="a model URI (default: models:/mnist-best@champion)")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from mnist_tracking.redaction import redact_text
+    from mnist_tracking.store import existing_store, resolve_tracking_uri
+
+    try:
+        loaded = [read_images(path) for path in args.files]  # every file checked before the model loads
+        tracking_uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
+        if args.model is None or args.model.startswith(("models:", "runs:")):  # not for a model's own folder
+            existing_store(tracking_uri)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    import keras
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    keras.config.disable_interactive_logging()  # Keras's progress bar would land in the output among the digits
+    mlflow.set_tracking_uri(tracking_uri)
+    model_uri = args.model or default_model_uri()
+    images = np.concatenate([images for images, _ in loaded])
+    try:
+        probabilities = predict(model_uri, images)
+    except MlflowException as exc:
+        raise SystemExit(f"error: cannot load {model_uri} from {redact_text(tracking_uri)}: {exc.message}. A sweep registers its "
+                         "best model and names the champion (python -m mnist_tracking.train -m ...); or pass --model "
+                         "runs:/<run id>/model.") from None
+    labels = [label for _, names in loaded for label in names]
+    for label, row in zip(labels, probabilities):
+        print(f"{label}: {int(row.argmax())} (p={row.max():.4f})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

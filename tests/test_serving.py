@@ -1,0 +1,94 @@
+"""The champion end to end: two sweeps, `predict` on real test PNGs, and `mlflow models serve` over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import requests
+
+from tests.helpers import FIXTURE, run_cli, store_of, sweep_runs
+from tests.test_predict import write_pngs
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(model_uri: str, tracking_uri: str, port: int) -> subprocess.Popen:
+    """`mlflow models serve` on loopback, as the README shows it (the virtual environment activated: MLflow
+    starts `uvicorn` from PATH), in its own process group."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": venv_bin + os.pathsep + os.environ["PATH"]}
+    return subprocess.Popen([f"{venv_bin}/mlflow", "models", "serve", "-m", model_uri, "--env-manager",
+                             "local", "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_until_up(proc: subprocess.Popen, port: int, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited:\n{proc.stdout.read()}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    raise AssertionError("the server did not answer /ping in time")
+
+
+def test_a_worse_sweep_registers_but_the_champion_stays_and_serves(tmp_path):
+    sweep = ["-m", "model=mlp64", f"data.path={FIXTURE}"]
+    for epochs in (3, 1):  # the second deliberately worse
+        code, out = run_cli([*sweep, f"trainer.epochs={epochs}"], tmp_path)
+        assert code == 0, out
+    store = store_of(tmp_path)
+    client = mlflow.MlflowClient(store)
+    first, second = sweep_runs(store)[0]
+    assert first.data.tags["registered_model"] == "mnist-best/1" and first.data.tags["champion_promoted"] == "true"
+    assert second.data.tags["registered_model"] == "mnist-best/2" and second.data.tags["champion_promoted"] == "false"
+    assert second.data.tags["champion"] == "mnist-best/1"
+    assert second.data.tags["champion_reason"].startswith("mnist-best v2 does not beat champion v1 (val_accuracy")
+    champion = client.get_model_version_by_alias("mnist-best", "champion")
+    assert str(champion.version) == "1" and champion.run_id == first.data.tags["best_run_id"]
+
+    # predict, with its default model URI, on real test digits saved as PNGs.
+    paths, labels = write_pngs(tmp_path / "pngs", 8)
+    out = subprocess.run([sys.executable, "-m", "mnist_tracking.predict", *map(str, paths)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    printed = [int(line.rsplit(": ", 1)[1].split()[0]) for line in out.stdout.splitlines()]
+    pixels = np.load(FIXTURE)["x_test"][:8]
+    mlflow.set_tracking_uri(store)
+    first_model = mlflow.pyfunc.load_model(f"runs:/{first.data.tags['best_run_id']}/model")
+    expected = np.asarray(first_model.predict(pixels)).argmax(axis=1)
+    assert printed == expected.tolist()
+    assert np.mean(expected == labels) >= 0.75  # a trained model, not noise
+
+    # The same answer over HTTP from the served champion, sent raw pixels.
+    port = free_port()
+    server = serve("models:/mnist-best@champion", store, port)
+    try:
+        wait_until_up(server, port)
+        response = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": pixels.tolist()}, timeout=60)
+        assert response.status_code == 200, response.text
+        served = np.asarray(response.json()["predictions"])
+        assert served.shape == (8, 10)
+        assert served.argmax(axis=1).tolist() == printed
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
