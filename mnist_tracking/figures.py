@@ -38,6 +38,18 @@ def sweep_curves(curves: Mapping[str, Sequence[float]], metric: str, title: str)
     return fig
 
 
+def seed_bands(bands: Mapping[str, tuple[Sequence[float], Sequence[float]]], metric: str, title: str) -> Figure:
+    """Each seed group's mean curve of `metric` per epoch, with a band of ± one std across its seeds."""
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    _per_epoch(ax, {label: mean for label, (mean, _) in bands.items()}, f"{metric} (mean ± std over seeds)", title,
+               fontsize=8)
+    for line, (mean, std) in zip(ax.lines, (band for band in bands.values() if len(band[0]))):
+        epochs, mean, std = np.arange(1, len(mean) + 1), np.asarray(mean), np.asarray(std)
+        ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    return fig
+
+
 def misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, max_digits: int = 25) -> Figure:
     """A grid of the first misclassified digits, each titled true -> predicted (probability)."""
     predicted = probabilities.argmax(axis=1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from mnist_tracking import figures
@@ -28,18 +29,32 @@ from mnist_tracking.store import existing_store, resolve_tracking_uri
 log = logging.getLogger(__name__)
 
 
+SEED = "seed"  # the key whose values a seed-aware report averages over
+
+
 @dataclass
 class SweepReport:
-    """One sweep's jobs (a row each, best first) and each job's per-epoch validation curves."""
+    """One sweep's jobs (a row each, best first) and each job's per-epoch validation curves.
+
+    When the sweep varies `seed`: `groups`, a row per set of jobs that differ only in seed (best mean first),
+    and `bands`, each group's mean and std per epoch.
+    """
 
     parent: mlflow.entities.Run
     table: pd.DataFrame
     curves: dict[str, dict[str, list[float]]]  # metric -> job label -> values per epoch
+    groups: pd.DataFrame | None = None
+    bands: dict[str, dict[str, tuple[list[float], list[float]]]] | None = None  # metric -> group -> (mean, std)
 
     @property
     def best(self) -> pd.Series | None:
+        """The best job; with seed groups, the median-seed job of the group with the best mean."""
         finished = self.table[self.table["status"] == "FINISHED"]
-        return None if finished.empty else finished.iloc[0]
+        if finished.empty:
+            return None
+        if self.groups is not None and not self.groups.empty:
+            return finished[finished["run_id"] == self.groups.iloc[0]["median_run_id"]].iloc[0]
+        return finished.iloc[0]
 
 
 def swept_keys(parent: mlflow.entities.Run) -> list[str]:
@@ -65,7 +80,7 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
               for key in parent.data.tags if key.startswith(REUSED_TAG_PREFIX)]
     keys = swept_keys(parent)
     reused_ids = {r.info.run_id for r in reused}
-    rows, curves = [], {name: {} for name in CURVES}
+    rows, curves, histories = [], {name: {} for name in CURVES}, {}
     for run in [*children, *reused]:
         values = _job_values(run, keys)
         label = ",".join(f"{k}={v}" for k, v in values.items()) or run.info.run_name
@@ -73,6 +88,7 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
                                                   key=lambda m: m.step)] for name in CURVES}
         for name in CURVES:
             curves[name][label] = history[name]
+        histories[run.info.run_id] = history
         end = run.info.end_time or run.info.start_time
         rows.append({
             **values,
@@ -87,7 +103,43 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
     table = pd.DataFrame(rows, columns=columns)
     if not table.empty:
         table = table.sort_values(metric, ascending=minimize, na_position="last", kind="stable")
-    return SweepReport(parent, table.reset_index(drop=True), curves)
+    table = table.reset_index(drop=True)
+    if SEED not in keys:
+        return SweepReport(parent, table, curves)
+    groups, bands = seed_groups(table, histories, [key for key in keys if key != SEED], metric, minimize)
+    return SweepReport(parent, table, curves, groups, bands)
+
+
+def seed_groups(table: pd.DataFrame, histories: dict[str, dict[str, list[float]]], keys: list[str], metric: str,
+                minimize: bool) -> tuple[pd.DataFrame, dict[str, dict[str, tuple[list[float], list[float]]]]]:
+    """The FINISHED jobs grouped by `keys` (all but seed), best mean of `metric` first: per group the number of
+    seeds, `<metric>_mean` and `<metric>_std` (sample std; empty for one seed) of every final metric, and the
+    median-seed run; and each group's mean and std curve per epoch.
+    """
+    finished = table[table["status"] == "FINISHED"]
+    rows, bands = [], {name: {} for name in CURVES}
+    for values, jobs in finished.groupby(keys, sort=False) if keys else [((), finished)]:
+        values = dict(zip(keys, values))
+        ranked = jobs.sort_values(metric, kind="stable")  # ascending: the middle one is the median either way
+        median = ranked.iloc[(len(ranked) - 1) // 2]
+        seeds = sorted(map(str, jobs[SEED]), key=lambda seed: (len(seed), seed))  # 2 before 10
+        row = {**values, "n_seeds": len(jobs), "seeds": " ".join(seeds)}
+        for name in OPTIMIZABLE_METRICS:
+            row |= {f"{name}_mean": jobs[name].mean(), f"{name}_std": jobs[name].std(ddof=1)}
+        rows.append(row | {"median_run_id": median["run_id"]})
+        label = ",".join(f"{k}={v}" for k, v in values.items()) or "all seeds"
+        for name in CURVES:
+            per_seed = [histories[run_id][name] for run_id in jobs["run_id"]]
+            length = min(map(len, per_seed))  # a reused run of a shorter job has fewer epochs
+            stacked = np.array([curve[:length] for curve in per_seed])
+            spread = stacked.std(axis=0, ddof=1) if len(per_seed) > 1 else np.zeros(length)
+            bands[name][label] = (stacked.mean(axis=0).tolist(), spread.tolist())
+    columns = [*keys, "n_seeds", "seeds", *(f"{name}_{stat}" for name in OPTIMIZABLE_METRICS for stat in ("mean", "std")),
+               "median_run_id"]
+    groups = pd.DataFrame(rows, columns=columns)
+    if not groups.empty:
+        groups = groups.sort_values(f"{metric}_mean", ascending=minimize, na_position="last", kind="stable")
+    return groups.reset_index(drop=True), bands
 
 
 def latest_sweep(client: mlflow.MlflowClient, experiment_name: str) -> str:
@@ -153,12 +205,25 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or Path("sweep-report") / parent_id
     out.mkdir(parents=True, exist_ok=True)
     report.table.to_csv(out / "summary.csv", index=False)
+    written = [out / "summary.csv"]
     for metric in CURVES:
         figures.sweep_curves(report.curves[metric], metric, f"sweep {parent_id}: {metric}").savefig(out / f"{metric}.png")
-    with pd.option_context("display.width", 200, "display.max_columns", None):
+        written.append(out / f"{metric}.png")
+    if report.groups is not None:
+        report.groups.to_csv(out / "groups.csv", index=False)
+        written.append(out / "groups.csv")
+        for metric in CURVES:
+            figures.seed_bands(report.bands[metric], metric, f"sweep {parent_id}: {metric}, mean ± std over seeds"
+                               ).savefig(out / f"{metric}_by_seed_group.png")
+            written.append(out / f"{metric}_by_seed_group.png")
+    with pd.option_context("display.width", 250, "display.max_columns", None):
         print(f"Sweep {parent_id} ({report.parent.info.status}), {len(report.table)} jobs, best first:")
         print(report.table.to_string(index=False))
-    log.info("Wrote %s, %s and %s", out / "summary.csv", out / "val_accuracy.png", out / "val_loss.png")
+        if report.groups is not None:
+            print(f"\n{len(report.groups)} groups of jobs that differ only in seed, best mean first "
+                  f"(best run: the median seed of the first):")
+            print(report.groups.to_string(index=False))
+    log.info("Wrote %s", ", ".join(map(str, written)))
 
 
 if __name__ == "__main__":

@@ -124,6 +124,12 @@ class MlflowSweepCallback(Callback):
         for metric in CURVES:
             figure = figures.sweep_curves(sweep.curves[metric], metric, f"{metric} per epoch, every job")
             client.log_figure(self.parent_run_id, figure, f"sweep/{metric}.png")
+        if sweep.groups is not None:  # the sweep varies seed: the jobs that differ only in it, as one row
+            client.log_table(self.parent_run_id, data=sweep.groups, artifact_file="sweep/groups.json")
+            client.log_text(self.parent_run_id, sweep.groups.to_csv(index=False), "sweep/groups.csv")
+            for metric in CURVES:
+                figure = figures.seed_bands(sweep.bands[metric], metric, f"{metric} per epoch, mean ± std over seeds")
+                client.log_figure(self.parent_run_id, figure, f"sweep/{metric}_by_seed_group.png")
         if len(failed):
             client.set_tag(self.parent_run_id, FAILED_JOBS_TAG, json.dumps(failed["run_id"].tolist()))
         best = sweep.best

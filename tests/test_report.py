@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import mlflow
+import numpy as np
 import pytest
 
 from mnist_tracking import report
@@ -43,3 +44,44 @@ def test_the_report_ranks_jobs_in_the_sweeps_direction(store, direction, order):
         client.set_terminated(child)
     table = report.build_report(client, parent.info.run_id).table
     assert list(table["val_loss"]) == order
+
+
+def test_a_seed_sweep_is_reported_by_group_and_the_best_group_wins_by_its_mean(store):
+    client = mlflow.MlflowClient(store)
+    experiment = client.create_experiment("mnist")
+    parent = client.create_run(experiment, tags={SWEEP_TAG: "true", SWEPT_KEYS_TAG: '["data.normalization", "seed"]',
+                                                 OPTIMIZED_METRIC_TAG: "val_accuracy",
+                                                 OPTIMIZED_DIRECTION_TAG: "maximize"}).info.run_id
+    # unit has the single luckiest seed (0.99), standard the better mean: standard must win.
+    finals = {("unit", 0): 0.90, ("unit", 1): 0.91, ("unit", 2): 0.99,
+              ("standard", 0): 0.94, ("standard", 1): 0.96, ("standard", 2): 0.95}
+    ids = {}
+    for (normalization, seed), final in finals.items():
+        overrides = f'["data.normalization={normalization}", "seed={seed}"]'
+        run = client.create_run(experiment, tags={PARENT_RUN_TAG: parent, "overrides": overrides}).info.run_id
+        for step, value in enumerate((final - 0.2, final - 0.1, final)):
+            client.log_metric(run, "val_accuracy", value, step=step)
+            client.log_metric(run, "val_loss", 1 - value, step=step)
+        client.set_terminated(run)
+        ids[normalization, seed] = run
+    sweep = report.build_report(client, parent)
+    groups = sweep.groups
+    assert list(groups["data.normalization"]) == ["standard", "unit"]
+    assert list(groups["n_seeds"]) == [3, 3] and list(groups["seeds"]) == ["0 1 2", "0 1 2"]
+    assert groups["val_accuracy_mean"].tolist() == pytest.approx([0.95, (0.90 + 0.91 + 0.99) / 3])
+    assert groups["val_accuracy_std"].tolist() == pytest.approx([0.01, np.std([0.90, 0.91, 0.99], ddof=1)])
+    assert {"val_loss_mean", "val_loss_std", "test_accuracy_mean", "test_accuracy_std"} <= set(groups)
+    assert groups["median_run_id"].tolist() == [ids["standard", 2], ids["unit", 1]]
+    assert sweep.best["run_id"] == ids["standard", 2]  # the best group's median seed, not the luckiest run
+    assert sweep.table.iloc[0]["run_id"] == ids["unit", 2]  # which the per-job table still ranks first
+    mean, std = sweep.bands["val_accuracy"]["data.normalization=standard"]
+    assert mean == pytest.approx([0.75, 0.85, 0.95]) and std == pytest.approx([0.01] * 3)
+
+
+def test_a_sweep_that_does_not_vary_seed_has_no_groups(store):
+    client = mlflow.MlflowClient(store)
+    experiment = client.create_experiment("mnist")
+    parent = client.create_run(experiment, tags={SWEEP_TAG: "true", SWEPT_KEYS_TAG: '["model"]',
+                                                 OPTIMIZED_METRIC_TAG: "val_accuracy",
+                                                 OPTIMIZED_DIRECTION_TAG: "maximize"}).info.run_id
+    assert report.build_report(client, parent).groups is None

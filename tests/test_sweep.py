@@ -138,3 +138,31 @@ def test_a_single_run_has_no_parent(tmp_path):
     assert code == 0, out
     [run] = runs(store_of(tmp_path))
     assert "mlflow.parentRunId" not in run.data.tags and "sweep" not in run.data.tags
+
+
+def test_a_seed_sweep_reports_groups_of_seeds_with_mean_std_and_bands(tmp_path):
+    code, out = run_cli(["-m", "model=mlp64", "seed=0,1,2", "data.normalization=unit,standard", "trainer.epochs=3",
+                         f"data.path={FIXTURE}"], tmp_path)
+    assert code == 0, out
+    store = store_of(tmp_path)
+    client = mlflow.MlflowClient(store)
+    [parent], children = sweep_runs(store)
+    assert len(children[parent.info.run_id]) == 6
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
+    assert {"sweep/groups.csv", "sweep/groups.json", "sweep/val_accuracy_by_seed_group.png",
+            "sweep/val_loss_by_seed_group.png"} <= logged
+    groups = pd.read_csv(client.download_artifacts(parent.info.run_id, "sweep/groups.csv", str(tmp_path)))
+    assert sorted(groups["data.normalization"]) == ["standard", "unit"]
+    assert list(groups["n_seeds"]) == [3, 3] and list(groups["seeds"]) == ["0 1 2", "0 1 2"]
+    assert {"val_accuracy_mean", "val_accuracy_std", "test_accuracy_mean", "test_accuracy_std"} <= set(groups)
+    assert groups["val_accuracy_mean"].is_monotonic_decreasing
+    best_group = groups.iloc[0]
+    assert parent.data.tags["best_run_id"] == best_group["median_run_id"]
+    assert parent.data.tags["best.data.normalization"] == best_group["data.normalization"]
+
+    out = subprocess.run([sys.executable, "-m", "mnist_tracking.report", "--tracking-uri", store, "--out",
+                          str(tmp_path / "report")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "2 groups of jobs that differ only in seed, best mean first" in out.stdout
+    assert pd.read_csv(tmp_path / "report" / "groups.csv").equals(groups)
+    assert (tmp_path / "report" / "val_accuracy_by_seed_group.png").stat().st_size > 0
