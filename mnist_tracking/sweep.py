@@ -89,7 +89,7 @@ class MlflowSweepCallback(Callback):
             "sweeper": config.hydra.sweeper._target_, "launcher": config.hydra.launcher._target_,
         }
         client = mlflow.MlflowClient(self.tracking_uri)
-        name = "sweep " + " ".join(f"{k}={v}" for k, v in swept.items())
+        name = " ".join(["sweep", *(f"{k}={v}" for k, v in swept.items())])
         hashed = sweep_hash(config)
         stopped = config.sweep.resume and claim_sweep(self.tracking_uri, experiment_id, hashed)
         if stopped:
