@@ -99,3 +99,19 @@ def test_predict_says_when_there_is_no_champion(store, tmp_path):
     paths, _ = write_pngs(tmp_path / "pngs", 1)
     with pytest.raises(SystemExit, match=r"cannot load models:/mnist-best@champion .*or pass --model"):
         predict.main([str(paths[0]), "--tracking-uri", store])
+
+
+def test_a_model_that_takes_normalized_images_is_fed_as_its_run_normalized(store):
+    import keras
+
+    mlflow.set_tracking_uri(store)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    pixels = np.load(FIXTURE)["x_test"][:20]
+    scaled = pixels.astype(np.float32) / 255.0
+    with mlflow.start_run() as run:  # as runs logged models before they took raw pixels
+        mlflow.log_param("data.normalization", "unit")
+        mlflow.keras.log_model(model, name="model",
+                               signature=mlflow.models.infer_signature(scaled, model.predict(scaled, verbose=0)))
+    probabilities = predict.predict(f"runs:/{run.info.run_id}/model", pixels)
+    np.testing.assert_allclose(probabilities, model.predict(scaled, verbose=0), rtol=1e-5)
