@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from mnist_tracking.backend import BACKENDS
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.names import DIRECTIONS, OPTIMIZABLE_METRICS
 
@@ -35,6 +36,9 @@ def _check_units(key: str, value: Any) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Raises ConfigError for the first value that cannot work."""
+    backend = cfg.get("backend")
+    if backend not in BACKENDS:
+        _fail("backend", backend, f"use one of {', '.join(BACKENDS)}")
     seed = cfg.get("seed")
     if not _is_int(seed) or not 0 <= seed < 2**32:
         _fail("seed", seed, "use a whole number from 0 to 2**32 - 1, e.g. 42")
@@ -96,6 +100,12 @@ def check_config(cfg: DictConfig) -> None:
 
 def check_sweep(config: DictConfig) -> None:
     """Raises ConfigError for a multirun setting that cannot work (before the sweep's parent run opens)."""
+    from mnist_tracking.sweep import swept_values  # the sweep module imports this one
+
+    if "backend" in swept_values(config):
+        _fail("backend", swept_values(config)["backend"],
+              "a multirun cannot sweep it: its jobs may share a process, and Keras cannot switch backends in a "
+              "process. Run one sweep per backend (e.g. backend=jax -m model=dense,mlp64)")
     storage = config.hydra.sweeper.get("storage")
     if storage is not None:
         _fail("hydra.sweeper.storage", storage, "leave it null: optuna 2.10 (what hydra-optuna-sweeper 1.3 allows) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -120,9 +121,35 @@ def load_mnist(path: str | None, normalization: str, validation_split: float, li
     """Loads MNIST and holds out the last `validation_split` of the (limited) training set.
 
     `normalization`: "unit" scales pixels to [0, 1]; "standard" then subtracts MNIST's mean and divides by its std.
+    The last data loaded stays in memory, read-only, for the next job of the same process (a serial sweep) that
+    asks for the same file, unchanged since, with the same normalization, split and limits.
     """
     if normalization not in NORMALIZATIONS:
         raise ConfigError(f"data.normalization={normalization!r} is invalid: use one of {', '.join(NORMALIZATIONS)}.")
+    file = Path(path).expanduser().resolve() if path else _keras_cache_file()
+    try:
+        version = file.stat().st_mtime_ns, file.stat().st_size
+    except OSError:  # absent: no cache, so that the error (or Keras's download) happens every time
+        return _load(path, normalization, validation_split, limit_train, limit_test)
+    hits = _load_version.cache_info().hits
+    data = _load_version(str(file), version, path, normalization, validation_split, limit_train, limit_test)
+    if _load_version.cache_info().hits > hits:
+        log.info("MNIST: the data an earlier job of this process loaded (%s, unchanged)", file)
+    return data
+
+
+@functools.lru_cache(maxsize=1)
+def _load_version(file: str, version: tuple[int, int], path: str | None, normalization: str, validation_split: float,
+                  limit_train: int | None, limit_test: int | None) -> MnistData:
+    """`_load`, kept for the next identical call while the resolved `file`'s `version` (mtime, size) is the same."""
+    data = _load(path, normalization, validation_split, limit_train, limit_test)
+    for array in (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test):
+        array.setflags(write=False)  # shared by the jobs of a process: none may change it for the next
+    return data
+
+
+def _load(path: str | None, normalization: str, validation_split: float, limit_train: int | None,
+          limit_test: int | None) -> MnistData:
     arrays = _read_keras_cache() if path is None else _read_npz(Path(path).expanduser())
     source = str(Path(path).expanduser().resolve()) if path else str(_keras_cache_file())
     raw_train = arrays["x_train"][:limit_train], arrays["y_train"][:limit_train]

@@ -20,8 +20,10 @@ from mnist_tracking.names import MOST_CONFUSED_TAG, OPTIMIZER_STEPS_METRIC
 
 @functools.cache
 def model_requirements() -> list[str]:
-    """What the logged model needs, given to MLflow so it does not infer it in a subprocess (~12 s a model here)."""
-    return [f"{name}=={version(name)}" for name in ("tensorflow", "keras", "mlflow", "numpy")]
+    """What the logged model needs: Keras on the backend it was trained with, pinned. Given to MLflow so that it
+    does not infer them in a subprocess (~12 s a model here)."""
+    backend = ("jax", "jaxlib") if keras.backend.backend() == "jax" else ("tensorflow",)
+    return [f"{name}=={version(name)}" for name in (*backend, "keras", "mlflow", "numpy")]
 
 
 def per_class_scores(labels: np.ndarray, predicted: np.ndarray, num_classes: int = 10,

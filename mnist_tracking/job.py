@@ -29,7 +29,7 @@ class Job:
     name: str
     launch_dir: Path
     output_dir: Path  # Hydra's folder for this job (its log, .hydra/, the local checkpoint copy)
-    threads: int | None  # TensorFlow threads for this job when a launcher runs several at once; None: all cores
+    threads: int | None  # the backend's threads for this job when a launcher runs several at once; None: all cores
 
 
 def current_job() -> Job:
@@ -81,20 +81,6 @@ def threads_per_job(launcher: DictConfig) -> int | None:
         # submitit_local starts every job at once, unpinned: `cpus_per_task` is the share it can give each.
         return launcher.get("cpus_per_task")
     return None
-
-
-def limit_threads(threads: int | None) -> None:
-    """Gives this process's TensorFlow `threads` cores (None: leaves TensorFlow's default, every core)."""
-    if threads is None:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # a reused worker process whose TensorFlow is already initialized keeps its setting
-        return
-    log.info("Parallel jobs: %d TensorFlow threads for this one", threads)
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -11,6 +11,7 @@ pixels as a file holds them (0-255, 28x28, white digit on black as in MNIST); th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -114,16 +115,15 @@ def main(argv: list[str] | None = None) -> None:
             existing_store(tracking_uri)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
-    import keras
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    keras.config.disable_interactive_logging()  # Keras's progress bar would land in the output among the digits
     mlflow.set_tracking_uri(tracking_uri)
     model_uri = args.model or default_model_uri()
     images = np.concatenate([images for images, _ in loaded])
-    try:
-        probabilities = predict(model_uri, images)
+    try:  # whatever loading and predicting print (Keras's progress bar) goes to stderr: stdout is the digits
+        with contextlib.redirect_stdout(sys.stderr):
+            probabilities = predict(model_uri, images)
     except MlflowException as exc:
         raise SystemExit(f"error: cannot load {model_uri} from {redact_text(tracking_uri)}: {exc.message}. A sweep registers its "
                          "best model and names the champion (python -m mnist_tracking.train -m ...); or pass --model "

@@ -26,7 +26,15 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Trains, evaluates and records one run of `cfg` (or continues a stopped one); returns its final metrics."""
-    # Imported here, not at the top, so `--help` and `--cfg job` answer without loading TensorFlow.
+    from mnist_tracking.backend import use_backend
+    from mnist_tracking.job import current_job
+    from mnist_tracking.redaction import install_log_filter
+
+    install_log_filter()  # secrets in overrides or URIs never reach the console or the job's log file
+    check_config(cfg)  # bad values fail here, before anything trains or is recorded
+    job = current_job()
+    use_backend(cfg.backend, job.threads)  # before Keras is first imported, which reads it once
+    # Imported here, not at the top: `--help` and `--cfg job` answer without them, and Keras after its backend.
     import keras
     import mlflow
 
@@ -34,14 +42,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from mnist_tracking.callback import MlflowCallback
     from mnist_tracking.data import load_mnist
     from mnist_tracking.evaluation import record_evaluation
-    from mnist_tracking.job import current_job, limit_threads
     from mnist_tracking.pipeline import training_batches
-    from mnist_tracking.redaction import install_log_filter
 
-    install_log_filter()  # secrets in overrides or URIs never reach the console or the job's log file
-    check_config(cfg)  # bad values fail here, before anything trains or is recorded
-    job = current_job()
-    limit_threads(job.threads)
     keras.backend.clear_session()  # a multirun trains many models in one process
     keras.utils.set_random_seed(cfg.seed)
     tracking_uri = store.resolve_tracking_uri(cfg.mlflow.tracking_uri, job.launch_dir)

@@ -14,13 +14,16 @@ import mlflow
 import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 FIXTURE = ROOT / "tests" / "data" / "mnist_small.npz"  # 2,000 train + 500 test real MNIST digits
 # Shrinks a run to seconds: the fixture, 2 epochs.
-QUICK = [f"data.path={FIXTURE}", "trainer.epochs=2"]
+# The Keras backend of this test process: $KERAS_BACKEND (`make test` runs the training tests on each), else the
+# config's default. Set before anything imports Keras (conftest imports this module first).
+BACKEND = os.environ.setdefault("KERAS_BACKEND", str(OmegaConf.load(CONF_DIR / "config.yaml").backend))
+QUICK = [f"data.path={FIXTURE}", "trainer.epochs=2", f"backend={BACKEND}"]
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

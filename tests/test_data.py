@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 
 from mnist_tracking.data import load_mnist
@@ -37,3 +40,17 @@ def test_standard_normalization_uses_mnist_mean_and_std():
 def test_limits_apply_before_the_split():
     data = load_mnist(str(FIXTURE), "standard", validation_split=0.2, limit_train=100, limit_test=30)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (80, 20, 30)
+
+
+def test_a_process_loads_the_same_data_once_read_only_and_again_when_the_file_changes(tmp_path):
+    copy = tmp_path / "mnist.npz"
+    shutil.copy(FIXTURE, copy)
+    first = load_mnist(str(copy), "standard", 0.25, None, None)
+    again = load_mnist(str(copy), "standard", 0.25, None, None)
+    assert again is first  # a serial sweep's next job pays nothing
+    assert not first.x_train.flags.writeable  # and cannot change it for the job after it
+    assert load_mnist(str(copy), "unit", 0.25, None, None) is not first  # other settings: loaded for them
+    os.utime(copy, ns=(0, 0))  # the file changed (its mtime): read again
+    reloaded = load_mnist(str(copy), "standard", 0.25, None, None)
+    assert reloaded is not first
+    np.testing.assert_array_equal(reloaded.x_train, first.x_train)

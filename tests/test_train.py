@@ -17,7 +17,7 @@ from mnist_tracking.data import normalize_images
 from mnist_tracking.errors import RunFailedError
 from mnist_tracking.tracking import SigtermAsInterrupt
 from mnist_tracking.train import train
-from tests.helpers import ARTIFACTS, FIXTURE, QUICK, artifact_paths, compose_config, runs
+from tests.helpers import ARTIFACTS, BACKEND, FIXTURE, QUICK, artifact_paths, compose_config, runs
 
 PARAMS = {"model.hidden_units": "64", "model.activation": "relu", "optimizer.learning_rate": "0.01",
           "optimizer.momentum": "0.0", "data.batch_size": "32", "data.validation_split": "0.25",
@@ -44,10 +44,11 @@ def test_a_run_records_config_metrics_artifacts_and_model(make_cfg, store):
     assert ARTIFACTS <= artifact_paths(client, run.info.run_id)
 
     # What it varies: not where it is tracked, and the data by file name.
-    assert run.info.run_name == "data.path=mnist_small.npz,optimizer.learning_rate=0.01,trainer.epochs=2"
+    assert run.info.run_name == (f"backend={BACKEND},data.path=mnist_small.npz,optimizer.learning_rate=0.01,"
+                                 "trainer.epochs=2")
     assert run.data.tags["command"].endswith(
-        f"python -m mnist_tracking.train data.path={FIXTURE} trainer.epochs=2 mlflow.tracking_uri={store} "
-        "optimizer.learning_rate=0.01")
+        f"python -m mnist_tracking.train data.path={FIXTURE} trainer.epochs=2 backend={BACKEND} "
+        f"mlflow.tracking_uri={store} optimizer.learning_rate=0.01")
     logged = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/config.yaml"))
     assert logged == cfg
     overrides = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/overrides.yaml"))
