@@ -20,8 +20,7 @@ study: install
 	$(PY) -m mnist_tracking.train experiment=study $(if $(DATA),data.path=$(DATA)) $(ARGS)
 
 # The training tests again on the other Keras backend (the suite's own run uses the config's default).
-BACKEND_TESTS := tests/test_train.py tests/test_fast.py tests/test_resume.py tests/test_callback.py \
-                 tests/test_evaluation.py tests/test_predict.py tests/test_data.py
+BACKEND_TESTS := tests/test_train.py tests/test_fast.py tests/test_resume.py tests/test_callback.py
 OTHER_BACKEND = $(if $(filter jax,$(shell $(PY) -c "from omegaconf import OmegaConf; print(OmegaConf.load('conf/config.yaml').backend)")),tensorflow,jax)
 
 test: install

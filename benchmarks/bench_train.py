@@ -1,14 +1,17 @@
-"""Training and tracking speed on the full MNIST, everything side by side in one invocation.
+"""Training and tracking speed on the full MNIST, both Keras backends side by side in one invocation.
 
-    python benchmarks/bench_train.py --data-path ../shared/data/mnist.npz      # ~10 min on 2 cores
+    python benchmarks/bench_train.py --data-path ../shared/data/mnist.npz           # ~15 min on 2 cores
+    python benchmarks/bench_train.py --data-path ../shared/data/mnist.npz --scale   # + the 200-job sweep
 
-Prints one table: seconds per epoch for `dense` and `mlp64` at batch 32 under plain `model.fit`
-(`trainer.fast=false`) and under the default fast path, with the speed ratio and both final validation
-accuracies after 30 epochs; per-epoch tracking overhead, and the checkpoint overhead on top of it
-(`--only-epochs`: just these two rows); end-of-run logging seconds; serial vs joblib sweep throughput;
-the whole study against plain fit with MLflow's own Keras callback and default model logging; `--help`
-wall time; the peak RSS of one training job. Every job runs as the real CLI in a subprocess, one at a
-time (two timed TensorFlow jobs side by side would measure each other).
+Prints one table: `--help` wall time; a fused-scan floor (a whole epoch of batch-32 SGD steps in one
+compiled JAX loop, no validation, no Keras); per backend (`--backends`, default jax,tensorflow), the study
+as the real CLI: seconds per epoch with validation for `dense` and `mlp64` and their ratio to the floor,
+accuracies, end-of-run recording, the study's wall time, a one-epoch `dense` run from process start to
+exit and its peak RSS; on the default backend, the fixed cost per job of a serial sweep, serial vs joblib
+throughput on four study-size jobs, the study against plain fit with MLflow's own Keras callback and
+default model logging (TensorFlow), per-epoch tracking and checkpoint overhead (`--only-epochs`: just these),
+and one system-metrics sample. Every job runs as the real CLI in a subprocess, one at a time (two timed
+jobs side by side would measure each other).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -50,15 +52,69 @@ for hidden in ([], [keras.layers.Dense(64, activation="relu")]):
 """
 
 
+# The floor: a whole epoch of the same batch-32 SGD steps as one compiled JAX loop (lax.scan), no validation, no Keras.
+FLOOR = """
+import sys, time, jax, jax.numpy as jnp, numpy as np
+data = np.load(sys.argv[1])
+x = ((data["x_train"][:45000].reshape(-1, 784).astype("float32") / 255.0 - 0.1307) / 0.3081)
+y = np.eye(10, dtype="float32")[data["y_train"][:45000]]
+steps = len(x) // 32
+xb, yb = jnp.asarray(x[:steps * 32].reshape(steps, 32, 784)), jnp.asarray(y[:steps * 32].reshape(steps, 32, 10))
+
+def init(key, sizes):
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [(jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a), jnp.zeros(b)) for k, a, b in zip(keys, sizes, sizes[1:])]
+
+def loss(params, xs, ys):
+    h = xs
+    for w, b in params[:-1]:
+        h = jax.nn.relu(h @ w + b)
+    w, b = params[-1]
+    return -jnp.mean(jnp.sum(ys * jax.nn.log_softmax(h @ w + b), axis=-1))
+
+@jax.jit
+def epoch(params):
+    def step(p, batch):
+        grads = jax.grad(loss)(p, *batch)
+        return jax.tree_util.tree_map(lambda a, g: a - 0.01 * g, p, grads), None
+    return jax.lax.scan(step, params, (xb, yb))[0]
+
+for name, sizes in (("dense", [784, 10]), ("mlp64", [784, 64, 10])):
+    params = jax.block_until_ready(epoch(init(jax.random.PRNGKey(0), sizes)))  # compiles
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        params = jax.block_until_ready(epoch(params))
+        times.append(time.perf_counter() - start)
+    print(name, sorted(times)[2])
+"""
+
+
+def floor_seconds(data_path: str) -> dict[str, float]:
+    """Seconds per epoch of the fused-scan floor (median of 5, after compiling), per model, in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", FLOOR, data_path], capture_output=True, text=True, check=True)
+    return {name: float(value) for name, value in (line.split() for line in out.stdout.splitlines())}
+
+
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     """Runs a command to completion; returns its wall time in seconds."""
-    start = time.perf_counter()
+    return run_measured(cmd, cwd, env)[0]
+
+
+def run_measured(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Runs a command to completion; returns its wall time in seconds and its own peak RSS in MB."""
     # Each job uses the default store in its own folder: no tracking URI inherited from this process.
-    clean = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    out = subprocess.run(cmd, cwd=cwd, env={**clean, **(env or {})}, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return time.perf_counter() - start
+    clean = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "KERAS_BACKEND")}
+    cwd.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(cwd / "command.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env={**clean, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{(cwd / 'command.log').read_text()[-3000:]}")
+    return wall, usage.ru_maxrss / 1024
 
 
 def store_runs(workdir: Path, experiment: str = "mnist") -> list[mlflow.entities.Run]:
@@ -78,9 +134,14 @@ def epoch_stats(workdir: Path, run: mlflow.entities.Run) -> tuple[float, float, 
 
 def fast_epoch_seconds(data_path: str, epochs: int = 6, rounds: int = 6) -> tuple[dict[str, float], float, float]:
     """Median seconds per mlp64 fast-path epoch, fed as train() feeds it, for three ways of recording it
-    (in-process): untracked, MlflowCallback, and MlflowCallback with a checkpoint every epoch. The variants
-    take turns, `rounds` times, so that the machine's drift spreads over all three. Also the checkpoint's own
-    work, timed directly: saving it (on the training thread) and storing it with the run (in the background)."""
+    (in-process, on the config's default backend): untracked, MlflowCallback, and MlflowCallback with a checkpoint
+    every epoch. The variants take turns, `rounds` times, so that the machine's drift spreads over all three. Also
+    the checkpoint's own work, timed directly: saving it (on the training thread) and storing it with the run (in
+    the background)."""
+    from omegaconf import OmegaConf
+
+    # Set before this process first imports Keras, which reads it once.
+    os.environ.setdefault("KERAS_BACKEND", str(OmegaConf.load(ROOT / "conf" / "config.yaml").backend))
     import keras
 
     from mnist_tracking.callback import MlflowCallback
@@ -177,13 +238,59 @@ def epoch_rows(rows: Rows, data_path: str) -> None:
                  f"{interval:g} s", f"{sample * 1000:.1f} ms ({sample / interval:.2%})"))
 
 
+def backend_rows(rows: Rows, backend: str, data: str, work: Path, floor: dict[str, float]) -> None:
+    """One backend's rows: the study (per-epoch speed against the floor, accuracies, end-of-run, wall), a one-epoch
+    run as a fresh process, and one training job's peak RSS."""
+    study_dir = work / f"study-{backend}"
+    wall, _ = run_measured([*TRAIN, "experiment=study", f"backend={backend}", data], study_dir)
+    stats = {r.data.params["model.hidden_units"]: (epoch_stats(study_dir, r), r.data.metrics["test_accuracy"])
+             for r in store_runs(study_dir)}
+    for name, hidden in (("dense", "[]"), ("mlp64", "64")):
+        (per_epoch, end, val), test = stats[hidden]
+        rows.append((f"{backend}: {name} s/epoch, validation included (× fused-scan floor {floor[name]:.2f} s)",
+                     f"{per_epoch:.2f} ({per_epoch / floor[name]:.1f}×)"))
+        rows.append((f"{backend}: {name} val / test accuracy after 30 epochs", f"{val:.4f} / {test:.4f}"))
+        rows.append((f"{backend}: {name} end-of-run recording (test, figures, model)", f"{end:.2f} s"))
+    rows.append((f"{backend}: whole study (experiment=study, both runs tracked)", f"{wall:.1f} s"))
+    wall, rss = run_measured([*TRAIN, "model=dense", "trainer.epochs=1", f"backend={backend}", data], work / f"one-{backend}")
+    rows.append((f"{backend}: one-epoch model=dense run, fresh process start to exit", f"{wall:.1f} s"))
+    rows.append((f"{backend}: peak RSS of that training job", f"{rss:.0f} MB"))
+
+
+def fixed_cost_row(rows: Rows, data: str, work: Path, jobs: int = 5) -> None:
+    """Fixed cost per job of a serial sweep of one-epoch dense jobs: (sweep wall − first job) / (jobs − 1) − epoch."""
+    folder = work / "fixed"
+    start = time.time()
+    wall = run([*TRAIN, "-m", f"seed={','.join(map(str, range(jobs)))}", "model=dense", "trainer.epochs=1", data], folder)
+    runs = sorted(store_runs(folder), key=lambda r: r.info.start_time)
+    first = runs[0].info.end_time / 1000 - start  # process start to the first job's end
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    epoch = statistics.median(  # a one-epoch run's training: its start to its epoch metric
+        client.get_metric_history(r.info.run_id, "val_accuracy")[0].timestamp / 1000 - r.info.start_time / 1000
+        for r in runs[1:])
+    per_job = (wall - first) / (jobs - 1)
+    rows.append((f"serial sweep of {jobs} one-epoch dense jobs: per job after the first, less its epoch",
+                 f"{per_job:.2f} − {epoch:.2f} = {per_job - epoch:.2f} s"))
+
+
+def scale_row(rows: Rows, data: str, work: Path, jobs: int = 200) -> None:
+    """A serial sweep of `jobs` tiny jobs: every run recorded, and how long its report takes to build and to rebuild."""
+    folder = work / "scale"
+    wall = run([*TRAIN, "-m", f"seed=range(0,{jobs})", "data.limit_train=1000", "trainer.epochs=1", "model=dense",
+                "sweep.register_best=false", data], folder)
+    recorded = len(store_runs(folder))
+    report = run([sys.executable, "-m", "mnist_tracking.report", "--out", str(folder / "report")], folder)
+    rows.append((f"{jobs}-job serial sweep (limit_train=1000, 1 epoch): wall, runs recorded, report rebuilt by "
+                 "`python -m mnist_tracking.report`", f"{wall:.0f} s, {recorded} runs, report {report:.1f} s"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-path", required=True, help="the full mnist.npz")
-    parser.add_argument("--epochs", type=int, default=30, help="epochs of the per-model comparison (30: the study)")
-    parser.add_argument("--sweep-epochs", type=int, default=5, help="epochs of each job of the 4-job sweeps")
+    parser.add_argument("--backends", default="jax,tensorflow", help="Keras backends side by side (default: both)")
     parser.add_argument("--only-epochs", action="store_true",
                         help="only the per-epoch tracking and checkpoint overhead rows (~1 min)")
+    parser.add_argument("--scale", action="store_true", help="also the 200-job sweep row (~15 min more)")
     args = parser.parse_args()
     data = f"data.path={Path(args.data_path).resolve()}"
     rows = Rows()
@@ -194,45 +301,29 @@ def main() -> None:
     print(f"mnist-tracking benchmark: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, working in {work}", flush=True)
 
-    # Peak RSS first, while this process has no other finished child to report instead.
-    (work / "rss").mkdir()
-    run([*TRAIN, "model=mlp64", "trainer.epochs=3", data], work / "rss")
-    rows.append(("peak RSS of one training job (mlp64, 3 epochs)",
-                 f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB"))
-
-    help_times = [run([*TRAIN, "--help"], work) for _ in range(3)]
+    help_times = [run([*TRAIN, "--help"], work / "help") for _ in range(3)]
     rows.append(("`python -m mnist_tracking.train --help` wall time (median of 3)", f"{statistics.median(help_times):.2f} s"))
+    floor = floor_seconds(str(Path(args.data_path).resolve()))
+    for backend in args.backends.split(","):
+        backend_rows(rows, backend, data, work, floor)
 
-    (work / "compare").mkdir()
-    run([*TRAIN, "-m", "model=dense,mlp64", "trainer.fast=false,true", f"trainer.epochs={args.epochs}", data],
-        work / "compare")
-    stats = {(r.data.params["model.hidden_units"], r.data.params["trainer.fast"]): epoch_stats(work / "compare", r)
-             for r in store_runs(work / "compare")}
-    for name, hidden in (("dense", "[]"), ("mlp64", "64")):
-        (plain, _, plain_acc), (fast, end, fast_acc) = stats[(hidden, "False")], stats[(hidden, "True")]
-        rows.append((f"{name}: s/epoch plain fit → fast path (ratio)", f"{plain:.2f} → {fast:.2f} ({plain / fast:.1f}×)"))
-        rows.append((f"{name}: val_accuracy after {args.epochs} epochs, plain / fast", f"{plain_acc:.4f} / {fast_acc:.4f}"))
-        rows.append((f"{name}: end-of-run logging (test, figures, config, model)", f"{end:.2f} s"))
-
-    epoch_rows(rows, args.data_path)
-
-    grid = ["-m", "model=dense,mlp64", "optimizer.learning_rate=0.01,0.1", f"trainer.epochs={args.sweep_epochs}", data]
-    (work / "serial").mkdir()
-    (work / "joblib").mkdir()
+    fixed_cost_row(rows, data, work)
+    grid = ["-m", "model=dense,mlp64", "seed=1,2", data]  # four study-size jobs (30 epochs each)
     serial = run([*TRAIN, *grid], work / "serial")
     parallel = run([*TRAIN, *grid, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], work / "joblib")
     lost = 4 - len(store_runs(work / "joblib"))
-    rows.append((f"4-job sweep ({args.sweep_epochs} epochs each): serial → joblib, 2 workers (throughput ratio)",
+    rows.append(("4 study-size jobs (30 epochs): serial → joblib, 2 workers (throughput ratio)",
                  f"{serial:.1f} → {parallel:.1f} s ({serial / parallel:.2f}×), runs lost: {lost}"))
 
-    (work / "study").mkdir()
-    ours = run([*TRAIN, "-m", "model=dense,mlp64", data], work / "study")
-    (work / "baseline").mkdir()
+    ours = run([*TRAIN, "experiment=study", data], work / "study")
     baseline = run([sys.executable, "-c", BASELINE, str(Path(args.data_path).resolve()),
-                    f"sqlite:///{work / 'baseline' / 'mlflow.db'}", "30"], work / "baseline")
-    rows.append(("whole study (dense + mlp64, 30 epochs, tracked): plain fit + mlflow.keras.MlflowCallback "
-                 "+ default log_model → ours", f"{baseline:.0f} → {ours:.0f} s ({ours / baseline:.2f} of it)"))
-
+                    f"sqlite:///{work / 'baseline' / 'mlflow.db'}", "30"], work / "baseline",
+                   env={"KERAS_BACKEND": "tensorflow"})
+    rows.append(("whole study on the default backend against plain fit + mlflow.keras.MlflowCallback + default "
+                 "log_model (TensorFlow)", f"{baseline:.0f} → {ours:.0f} s ({ours / baseline:.2f} of it)"))
+    epoch_rows(rows, args.data_path)
+    if args.scale:
+        scale_row(rows, data, work)
     rows.table()
 
 

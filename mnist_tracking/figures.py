@@ -51,18 +51,24 @@ def seed_bands(bands: Mapping[str, tuple[Sequence[float], Sequence[float]]], met
 
 
 def misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, max_digits: int = 25) -> Figure:
-    """A grid of the first misclassified digits, each titled true -> predicted (probability)."""
+    """A grid of the first misclassified digits, each captioned true -> predicted (probability).
+
+    Drawn as one tiled image on one axes: 25 axes of their own took ~0.5 s more to lay out and render.
+    """
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)[:max_digits]
-    cols = 5
+    cols, size, gap = 5, images.shape[1], 14  # gap: room for each caption, in pixels
     rows = max(1, -(-len(wrong) // cols))
+    tiles = np.full((rows * (size + gap), cols * (size + 4)), np.nan)
     fig = Figure(figsize=(2 * cols, 2.3 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax in axes:
-        ax.axis("off")
-    for ax, i in zip(axes, wrong):
-        ax.imshow(images[i], cmap="gray_r")
-        ax.set_title(f"true {labels[i]} → pred {predicted[i]}\np={probabilities[i, predicted[i]]:.2f}", fontsize=9)
+    ax = fig.subplots()
+    for n, i in enumerate(wrong):
+        top, left = (n // cols) * (size + gap) + gap, (n % cols) * (size + 4) + 2
+        tiles[top:top + size, left:left + size] = images[i]
+        ax.text(left + size / 2, top - 1, f"true {labels[i]} → pred {predicted[i]}\np={probabilities[i, predicted[i]]:.2f}",
+                ha="center", va="bottom", fontsize=9)
+    ax.imshow(tiles, cmap="gray_r", interpolation="nearest")
+    ax.axis("off")
     fig.suptitle(f"{np.count_nonzero(predicted != labels)} of {len(labels)} test digits misclassified (first {len(wrong)} shown)")
     return fig
 

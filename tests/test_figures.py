@@ -15,14 +15,14 @@ def test_learning_curves_plot_train_and_validation():
     assert list(acc.lines[1].get_ydata()) == [0.7, 0.85] and list(loss.lines[0].get_xdata()) == [1, 2]
 
 
-def test_misclassified_titles_name_true_predicted_and_probability():
+def test_misclassified_captions_name_true_predicted_and_probability():
     images = np.zeros((4, 28, 28))
     labels = np.array([1, 2, 3, 4])
     probs = np.full((4, 10), 0.01)
     probs[[0, 1, 2, 3], [1, 7, 3, 9]] = [0.9, 0.6, 0.8, 0.55]  # digits 1 and 3 are wrong
     fig = figures.misclassified(images, labels, probs)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["true 2 → pred 7\np=0.60", "true 4 → pred 9\np=0.55"]
+    assert [text.get_text() for text in fig.axes[0].texts] == ["true 2 → pred 7\np=0.60", "true 4 → pred 9\np=0.55"]
+    assert fig.axes[0].images[0].get_array().shape[1] == 5 * 32  # the wrong digits, tiled five to a row
 
 
 def test_confusion_matrix_counts():

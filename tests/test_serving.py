@@ -68,7 +68,9 @@ def test_a_worse_sweep_registers_but_the_champion_stays_and_serves(tmp_path):
 
     # predict, with its default model URI, on real test digits saved as PNGs.
     paths, labels = write_pngs(tmp_path / "pngs", 8)
-    out = subprocess.run([sys.executable, "-m", "mnist_tracking.predict", *map(str, paths)], cwd=tmp_path,
+    # The store by default too: ./mlruns in the launch folder, not a $MLFLOW_TRACKING_URI this process may have set.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = subprocess.run([sys.executable, "-m", "mnist_tracking.predict", *map(str, paths)], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     printed = [int(line.rsplit(": ", 1)[1].split()[0]) for line in out.stdout.splitlines()]
