@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -94,3 +95,34 @@ def test_a_worse_sweep_registers_but_the_champion_stays_and_serves(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+LOAD = """
+import json, sys, keras, mlflow, numpy as np
+mlflow.set_tracking_uri(sys.argv[1])
+pixels = np.load(sys.argv[3])["x_test"][:20]
+print(json.dumps({"backend": keras.backend.backend(),
+                  "probabilities": np.asarray(mlflow.pyfunc.load_model(sys.argv[2]).predict(pixels)).tolist()}))
+"""
+
+
+def test_a_model_logged_on_one_backend_loads_on_the_other(make_cfg, store):
+    from mnist_tracking.train import train
+    from tests.helpers import BACKEND, runs
+
+    train(make_cfg("trainer.epochs=1"))
+    [run] = runs(store)
+    uri = f"runs:/{run.info.run_id}/model"
+    requirements = mlflow.pyfunc.get_model_dependencies(uri)
+    pinned = Path(requirements).read_text()
+    assert ("jax==" in pinned) == (BACKEND == "jax") and ("tensorflow==" in pinned) == (BACKEND == "tensorflow")
+    other = "tensorflow" if BACKEND == "jax" else "jax"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"KERAS_BACKEND": other}
+    out = subprocess.run([sys.executable, "-c", LOAD, store, uri, str(FIXTURE)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    loaded = json.loads(out.stdout.splitlines()[-1])
+    assert loaded["backend"] == other
+    mlflow.set_tracking_uri(store)
+    here = np.asarray(mlflow.pyfunc.load_model(uri).predict(np.load(FIXTURE)["x_test"][:20]))
+    np.testing.assert_allclose(np.asarray(loaded["probabilities"]), here, atol=1e-5)
