@@ -46,12 +46,18 @@ def test_the_report_ranks_jobs_in_the_sweeps_direction(store, direction, order):
     assert list(table["val_loss"]) == order
 
 
+def sweep_parent(client: mlflow.MlflowClient, swept_keys: str) -> tuple[str, str]:
+    """A new experiment and a sweep parent in it that varies `swept_keys` (JSON) and maximizes val_accuracy."""
+    experiment = client.create_experiment("mnist")
+    parent = client.create_run(experiment, tags={SWEEP_TAG: "true", SWEPT_KEYS_TAG: swept_keys,
+                                                 OPTIMIZED_METRIC_TAG: "val_accuracy",
+                                                 OPTIMIZED_DIRECTION_TAG: "maximize"})
+    return experiment, parent.info.run_id
+
+
 def test_a_seed_sweep_is_reported_by_group_and_the_best_group_wins_by_its_mean(store):
     client = mlflow.MlflowClient(store)
-    experiment = client.create_experiment("mnist")
-    parent = client.create_run(experiment, tags={SWEEP_TAG: "true", SWEPT_KEYS_TAG: '["data.normalization", "seed"]',
-                                                 OPTIMIZED_METRIC_TAG: "val_accuracy",
-                                                 OPTIMIZED_DIRECTION_TAG: "maximize"}).info.run_id
+    experiment, parent = sweep_parent(client, '["data.normalization", "seed"]')
     # unit has the single luckiest seed (0.99), standard the better mean: standard must win.
     finals = {("unit", 0): 0.90, ("unit", 1): 0.91, ("unit", 2): 0.99,
               ("standard", 0): 0.94, ("standard", 1): 0.96, ("standard", 2): 0.95}
@@ -80,8 +86,5 @@ def test_a_seed_sweep_is_reported_by_group_and_the_best_group_wins_by_its_mean(s
 
 def test_a_sweep_that_does_not_vary_seed_has_no_groups(store):
     client = mlflow.MlflowClient(store)
-    experiment = client.create_experiment("mnist")
-    parent = client.create_run(experiment, tags={SWEEP_TAG: "true", SWEPT_KEYS_TAG: '["model"]',
-                                                 OPTIMIZED_METRIC_TAG: "val_accuracy",
-                                                 OPTIMIZED_DIRECTION_TAG: "maximize"}).info.run_id
+    _, parent = sweep_parent(client, '["model"]')
     assert report.build_report(client, parent).groups is None
