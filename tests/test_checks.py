@@ -97,3 +97,15 @@ def test_earlier_runs_survive_a_bad_input(make_cfg, store):
     with pytest.raises(ConfigError):
         train(make_cfg("optimizer.learning_rate=-1"))
     assert [r.info.status for r in runs(store)] == ["FINISHED"]
+
+
+def test_a_process_keeps_the_keras_backend_it_started_with():
+    import keras
+
+    from mnist_tracking.backend import use_backend
+
+    other = "tensorflow" if keras.backend.backend() == "jax" else "jax"
+    with pytest.raises(ConfigError, match=f"backend='{other}' is invalid here: this process already runs Keras on "
+                                          f"'{keras.backend.backend()}'"):
+        use_backend(other, None)
+    use_backend(keras.backend.backend(), None)  # the same one is fine

@@ -55,6 +55,13 @@ def test_bad_input_exits_with_a_clear_message_and_no_run(tmp_path, args, code, m
     assert runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}") == []
 
 
+def test_a_sweep_over_the_backend_is_refused_before_any_job(tmp_path):
+    returncode, out = run_cli(["-m", "backend=jax,tensorflow", f"data.path={FIXTURE}"], tmp_path)
+    assert returncode == 2, out
+    assert "backend='jax,tensorflow' is invalid: a multirun cannot sweep it" in out
+    assert runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}") == []
+
+
 def test_offline_without_cached_data_names_data_path(tmp_path):
     offline = {"KERAS_HOME": str(tmp_path / "keras"), "HOME": str(tmp_path),  # an empty Keras cache
                "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
