@@ -13,6 +13,7 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_tracking.data import MnistData
@@ -22,6 +23,7 @@ from mnist_tracking.names import (ATTEMPTS_TAG, CONFIG_HASH_TAG, DIVERGED_TAG, F
                                   REUSED_TAG_PREFIX)
 from mnist_tracking.redaction import redact
 from mnist_tracking.resume import owner_tags
+from mnist_tracking.store import store_lock
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +149,28 @@ def _system_metrics(tracking_uri: str, run_id: str, interval: float, resumed: bo
     return monitor
 
 
-def log_datasets(data: MnistData) -> None:
+def log_datasets(data: MnistData, tracking_uri: str) -> None:
     """Logs the run's training, validation and test sets as MLflow dataset inputs (name, digest, source, context):
-    the UI's Datasets column and filter, and a digest that runs on the same data share."""
+    the UI's Datasets column and filter, and a digest that runs on the same data share.
+
+    MLflow adds a dataset to the experiment when it is new, by a check and then an insert: two jobs that log
+    the same new dataset at once race, and the loser fails on the experiment's unique (name, digest). So this
+    happens under the store's lock, and a job that loses the race on another machine tries once more.
+    """
     for context, name, x, y in (("training", "mnist_train", data.x_train, data.y_train),
                                 ("validation", "mnist_validation", data.x_val, data.y_val),
                                 ("testing", "mnist_test", data.x_test, data.y_test)):
         with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so for every path
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
             dataset = mlflow.data.from_numpy(x, targets=y, source=data.source, name=name, digest=data.digests[context])
-        mlflow.log_input(dataset, context=context)
+        with store_lock(tracking_uri):
+            try:
+                mlflow.log_input(dataset, context=context)
+            except MlflowException as exc:
+                if "UNIQUE constraint" not in str(exc) and "duplicate key" not in str(exc):
+                    raise
+                log.info("Dataset %s was added by another job at the same moment; logging it again", name)
+                mlflow.log_input(dataset, context=context)
 
 
 def flatten_config(cfg: DictConfig | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -39,7 +39,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import mlflow
 
     from mnist_tracking import resume, store, tracking
-    from mnist_tracking.callback import MlflowCallback
+    from mnist_tracking.callback import KeepInterrupts, MlflowCallback
     from mnist_tracking.data import load_mnist
     from mnist_tracking.evaluation import record_evaluation
     from mnist_tracking.pipeline import training_batches
@@ -74,19 +74,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("Resuming run %s from epoch %d", stopped.info.run_id, first_epoch)
         tracking.log_config(cfg, job.overrides, logged=stopped and stopped.data.params)
         if not stopped:  # a continued run has them already; this job's stopped runs that could not be continued
-            tracking.log_datasets(data)
+            tracking.log_datasets(data, tracking_uri)
             resume.supersede(tracking_uri, experiment_id, cfg, run.info.run_id)
         recorder = MlflowCallback(run.info.run_id, tracking_uri, cfg.trainer.checkpoint_every, job.output_dir, recorded)
         try:  # stopped or not, what was trained is on record before the run ends
-            model.fit(
-                training_batches(data.x_train, data.y_train, cfg.data.batch_size, cfg.seed, first_epoch,
-                                 cfg.trainer.epochs),
-                steps_per_epoch=steps_per_epoch, initial_epoch=first_epoch, epochs=cfg.trainer.epochs, shuffle=False,
-                validation_data=(data.x_val, data.y_val),
-                validation_batch_size=cfg.trainer.eval_batch_size if cfg.trainer.fast else None,
-                callbacks=[keras.callbacks.TerminateOnNaN(), recorder, _epoch_logger(cfg.trainer.epochs)],
-                verbose=1 if sys.stdout.isatty() else 0,  # Keras's bar on a terminal; the log line always
-            )
+            with KeepInterrupts() as interrupts:
+                model.fit(
+                    training_batches(data.x_train, data.y_train, cfg.data.batch_size, cfg.seed, first_epoch,
+                                     cfg.trainer.epochs),
+                    steps_per_epoch=steps_per_epoch, initial_epoch=first_epoch, epochs=cfg.trainer.epochs,
+                    shuffle=False, validation_data=(data.x_val, data.y_val),
+                    validation_batch_size=cfg.trainer.eval_batch_size if cfg.trainer.fast else None,
+                    callbacks=[keras.callbacks.TerminateOnNaN(), recorder, _epoch_logger(cfg.trainer.epochs),
+                               interrupts],
+                    verbose=1 if sys.stdout.isatty() else 0,  # Keras's bar on a terminal; the log line always
+                )
         except BaseException:
             recorder.close(raise_errors=False)  # the fit's own exception (or Ctrl-C) is the one to report
             raise

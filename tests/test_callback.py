@@ -58,3 +58,29 @@ def test_without_a_run_it_says_how_to_get_one(store, fit_args):
     mlflow.set_tracking_uri(store)
     with pytest.raises(RuntimeError, match="mlflow.start_run"):
         model.fit(data.x_train[:10], data.y_train[:10], epochs=1, verbose=0, callbacks=[MlflowCallback()])
+
+
+def test_a_ctrl_c_that_something_swallowed_still_stops_the_fit(fit_args):
+    import os
+    import signal
+
+    import keras
+
+    from mnist_tracking.callback import KeepInterrupts
+
+    model, data = fit_args
+    epochs = []
+
+    def swallow(epoch, logs):  # as Keras's own pythonify_logs does on JAX, with a bare except
+        epochs.append(epoch)
+        if epoch == 1:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+            except BaseException:
+                pass
+
+    with KeepInterrupts() as interrupts, pytest.raises(KeyboardInterrupt, match="raised again after Keras swallowed"):
+        model.fit(data.x_train, data.y_train, epochs=5, verbose=0,
+                  callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=swallow), interrupts])
+    assert epochs == [0, 1]  # stopped at the end of the epoch the signal came in
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

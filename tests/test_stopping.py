@@ -14,7 +14,7 @@ from mnist_tracking.names import EPOCH_METRICS
 from tests.helpers import FIXTURE, cli, read_until, run_cli, runs, store_of, sweep_runs
 
 pytestmark = pytest.mark.slow
-EPOCHS = 60  # long enough on the fixture to be stopped halfway
+EPOCHS = 300  # long enough on the fixture to be stopped halfway, on JAX too (~10 ms an epoch there)
 RUN = [f"data.path={FIXTURE}", "model=mlp64", f"trainer.epochs={EPOCHS}"]
 
 
