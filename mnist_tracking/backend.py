@@ -30,9 +30,8 @@ def current_backend() -> str | None:
 
 
 def use_backend(name: str, threads: int | None) -> None:
-    """Makes `name` the process's Keras backend, with `threads` cores for its ops (None: every core)."""
-    if name not in BACKENDS:
-        raise ConfigError(f"backend={name!r} is invalid: use one of {', '.join(BACKENDS)}.")
+    """Makes `name` (one of BACKENDS, as checks.check_config ensures) the process's Keras backend, with `threads`
+    cores for its ops (None: every core)."""
     if name == "jax" and importlib.util.find_spec("jax") is None:
         raise ConfigError("backend='jax' is invalid here: JAX is not installed. Install the [jax] extra "
                           "(pip install -e '.[jax]'), or use backend=tensorflow.")

@@ -31,6 +31,7 @@ BAD_VALUES = [
     ("optimized_metric=val_loss", "optimized_direction='maximize' is invalid: optimized_metric=val_loss is a loss: "
                                   "use optimized_direction=minimize"),
     ("trainer.eval_batch_size=0", "trainer.eval_batch_size=0 is invalid: use a whole number >= 1"),
+    ("backend=torch", "backend='torch' is invalid: use one of tensorflow, jax"),
     ("mlflow.system_metrics_interval=0", "mlflow.system_metrics_interval=0 is invalid: use a number of seconds > 0"),
     ("mlflow.log_system_metrics=maybe", "mlflow.log_system_metrics='maybe' is invalid: use true or false"),
     ("optimizer.learning_rate=nan", "optimizer.learning_rate=nan is invalid: use a number > 0"),
