@@ -29,7 +29,14 @@ from pathlib import Path
 import mlflow
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = [sys.executable, "-m", "mnist_tracking.train"]
+# The command per backend. A JAX job can run in an install without TensorFlow (`pip install -e .`, what `make study`
+# makes), where Keras never imports it: --jax-python names that install's Python.
+PYTHON = {"jax": sys.executable, "tensorflow": sys.executable}
+
+
+def train_cmd(backend: str = "jax") -> list[str]:
+    """`python -m mnist_tracking.train` with the Python that runs `backend` (jax: the default backend)."""
+    return [PYTHON[backend], "-m", "mnist_tracking.train"]
 
 # MLflow's stock Keras tracking, as a user without this project would write it (autolog crashes with
 # TensorFlow 2.21, which no longer ships TensorBoard).
@@ -242,7 +249,7 @@ def backend_rows(rows: Rows, backend: str, data: str, work: Path, floor: dict[st
     """One backend's rows: the study (per-epoch speed against the floor, accuracies, end-of-run, wall), a one-epoch
     run as a fresh process, and one training job's peak RSS."""
     study_dir = work / f"study-{backend}"
-    wall, _ = run_measured([*TRAIN, "experiment=study", f"backend={backend}", data], study_dir)
+    wall, _ = run_measured([*train_cmd(backend), "experiment=study", f"backend={backend}", data], study_dir)
     stats = {r.data.params["model.hidden_units"]: (epoch_stats(study_dir, r), r.data.metrics["test_accuracy"])
              for r in store_runs(study_dir)}
     for name, hidden in (("dense", "[]"), ("mlp64", "64")):
@@ -252,8 +259,12 @@ def backend_rows(rows: Rows, backend: str, data: str, work: Path, floor: dict[st
         rows.append((f"{backend}: {name} val / test accuracy after 30 epochs", f"{val:.4f} / {test:.4f}"))
         rows.append((f"{backend}: {name} end-of-run recording (test, figures, model)", f"{end:.2f} s"))
     rows.append((f"{backend}: whole study (experiment=study, both runs tracked)", f"{wall:.1f} s"))
-    wall, rss = run_measured([*TRAIN, "model=dense", "trainer.epochs=1", f"backend={backend}", data], work / f"one-{backend}")
-    rows.append((f"{backend}: one-epoch model=dense run, fresh process start to exit", f"{wall:.1f} s"))
+    wall, rss = run_measured([*train_cmd(backend), "model=dense", "trainer.epochs=1", f"backend={backend}", data],
+                             work / f"one-{backend}")
+    tf = subprocess.run([PYTHON[backend], "-c", "import importlib.util; print(bool(importlib.util.find_spec('tensorflow')))"],
+                        capture_output=True, text=True, check=True).stdout.strip() == "True"
+    where = "" if backend == "tensorflow" else f" (TensorFlow {'installed' if tf else 'not installed'})"
+    rows.append((f"{backend}: one-epoch model=dense run, fresh process start to exit{where}", f"{wall:.1f} s"))
     rows.append((f"{backend}: peak RSS of that training job", f"{rss:.0f} MB"))
 
 
@@ -261,7 +272,7 @@ def fixed_cost_row(rows: Rows, data: str, work: Path, jobs: int = 5) -> None:
     """Fixed cost per job of a serial sweep of one-epoch dense jobs: (sweep wall − first job) / (jobs − 1) − epoch."""
     folder = work / "fixed"
     start = time.time()
-    wall = run([*TRAIN, "-m", f"seed={','.join(map(str, range(jobs)))}", "model=dense", "trainer.epochs=1", data], folder)
+    wall = run([*train_cmd(), "-m", f"seed={','.join(map(str, range(jobs)))}", "model=dense", "trainer.epochs=1", data], folder)
     runs = sorted(store_runs(folder), key=lambda r: r.info.start_time)
     first = runs[0].info.end_time / 1000 - start  # process start to the first job's end
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
@@ -276,10 +287,10 @@ def fixed_cost_row(rows: Rows, data: str, work: Path, jobs: int = 5) -> None:
 def scale_row(rows: Rows, data: str, work: Path, jobs: int = 200) -> None:
     """A serial sweep of `jobs` tiny jobs: every run recorded, and how long its report takes to build and to rebuild."""
     folder = work / "scale"
-    wall = run([*TRAIN, "-m", f"seed=range(0,{jobs})", "data.limit_train=1000", "trainer.epochs=1", "model=dense",
+    wall = run([*train_cmd(), "-m", f"seed=range(0,{jobs})", "data.limit_train=1000", "trainer.epochs=1", "model=dense",
                 "sweep.register_best=false", data], folder)
     recorded = len(store_runs(folder))
-    report = run([sys.executable, "-m", "mnist_tracking.report", "--out", str(folder / "report")], folder)
+    report = run([PYTHON["jax"], "-m", "mnist_tracking.report", "--out", str(folder / "report")], folder)
     rows.append((f"{jobs}-job serial sweep (limit_train=1000, 1 epoch): wall, runs recorded, report rebuilt by "
                  "`python -m mnist_tracking.report`", f"{wall:.0f} s, {recorded} runs, report {report:.1f} s"))
 
@@ -291,7 +302,10 @@ def main() -> None:
     parser.add_argument("--only-epochs", action="store_true",
                         help="only the per-epoch tracking and checkpoint overhead rows (~1 min)")
     parser.add_argument("--scale", action="store_true", help="also the 200-job sweep row (~15 min more)")
+    parser.add_argument("--jax-python", default=sys.executable,
+                        help="the Python for the JAX jobs, e.g. an install without TensorFlow (default: this one)")
     args = parser.parse_args()
+    PYTHON["jax"] = args.jax_python
     data = f"data.path={Path(args.data_path).resolve()}"
     rows = Rows()
     if args.only_epochs:
@@ -301,7 +315,7 @@ def main() -> None:
     print(f"mnist-tracking benchmark: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, working in {work}", flush=True)
 
-    help_times = [run([*TRAIN, "--help"], work / "help") for _ in range(3)]
+    help_times = [run([*train_cmd(), "--help"], work / "help") for _ in range(3)]
     rows.append(("`python -m mnist_tracking.train --help` wall time (median of 3)", f"{statistics.median(help_times):.2f} s"))
     floor = floor_seconds(str(Path(args.data_path).resolve()))
     for backend in args.backends.split(","):
@@ -309,13 +323,13 @@ def main() -> None:
 
     fixed_cost_row(rows, data, work)
     grid = ["-m", "model=dense,mlp64", "seed=1,2", data]  # four study-size jobs (30 epochs each)
-    serial = run([*TRAIN, *grid], work / "serial")
-    parallel = run([*TRAIN, *grid, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], work / "joblib")
+    serial = run([*train_cmd(), *grid], work / "serial")
+    parallel = run([*train_cmd(), *grid, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], work / "joblib")
     lost = 4 - len(store_runs(work / "joblib"))
     rows.append(("4 study-size jobs (30 epochs): serial → joblib, 2 workers (throughput ratio)",
                  f"{serial:.1f} → {parallel:.1f} s ({serial / parallel:.2f}×), runs lost: {lost}"))
 
-    ours = run([*TRAIN, "experiment=study", data], work / "study")
+    ours = run([*train_cmd(), "experiment=study", data], work / "study")
     baseline = run([sys.executable, "-c", BASELINE, str(Path(args.data_path).resolve()),
                     f"sqlite:///{work / 'baseline' / 'mlflow.db'}", "30"], work / "baseline",
                    env={"KERAS_BACKEND": "tensorflow"})

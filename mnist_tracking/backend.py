@@ -32,9 +32,10 @@ def current_backend() -> str | None:
 def use_backend(name: str, threads: int | None) -> None:
     """Makes `name` (one of BACKENDS, as checks.check_config ensures) the process's Keras backend, with `threads`
     cores for its ops (None: every core)."""
-    if name == "jax" and importlib.util.find_spec("jax") is None:
-        raise ConfigError("backend='jax' is invalid here: JAX is not installed. Install the [jax] extra "
-                          "(pip install -e '.[jax]'), or use backend=tensorflow.")
+    if importlib.util.find_spec(name) is None:
+        other = next(b for b in BACKENDS if b != name)
+        raise ConfigError(f"backend={name!r} is invalid here: {name} is not installed. Install it "
+                          f"(pip install -e '.[{name}]'), or use backend={other}.")
     loaded = current_backend()
     if loaded is not None and loaded != name:
         raise ConfigError(

@@ -10,6 +10,8 @@ from mnist_tracking.callback import MlflowCallback
 from mnist_tracking.data import load_mnist
 from tests.helpers import FIXTURE
 
+pytestmark = pytest.mark.backends  # every test here: `make test` runs them on each Keras backend
+
 
 @pytest.fixture
 def fit_args():

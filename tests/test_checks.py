@@ -100,6 +100,7 @@ def test_earlier_runs_survive_a_bad_input(make_cfg, store):
     assert [r.info.status for r in runs(store)] == ["FINISHED"]
 
 
+@pytest.mark.backends
 def test_a_process_keeps_the_keras_backend_it_started_with():
     import keras
 

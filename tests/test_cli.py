@@ -62,6 +62,41 @@ def test_a_sweep_over_the_backend_is_refused_before_any_job(tmp_path):
     assert runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}") == []
 
 
+# The command where one backend's package is not installed: Python's path finder does not find it, as if pip had not
+# installed it.
+WITHOUT = """
+import runpy, sys
+from importlib.machinery import PathFinder
+absent, find = sys.argv[1], PathFinder.find_spec
+PathFinder.find_spec = classmethod(
+    lambda cls, name, path=None, target=None: None if name.split(".")[0] == absent else find(name, path, target))
+sys.argv = ["mnist_tracking.train", *sys.argv[2:]]
+try:
+    runpy.run_module("mnist_tracking.train", run_name="__main__")
+finally:
+    print("imported:", sorted({m.split(".")[0] for m in sys.modules} & {"jax", "tensorflow"}), flush=True)
+"""
+
+
+def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(tmp_path):
+    fixed = [f"data.path={FIXTURE}", "trainer.epochs=1", f"hydra.run.dir={tmp_path}/outputs"]
+    jax_only = subprocess.run([sys.executable, "-c", WITHOUT, "tensorflow", "backend=jax", *fixed], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600)
+    out = jax_only.stdout + jax_only.stderr
+    assert jax_only.returncode == 0, out
+    assert "imported: ['jax']" in out  # trained, evaluated and logged its model without TensorFlow
+    [run] = runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert run.info.status == "FINISHED" and run.outputs.model_outputs
+
+    refused = subprocess.run([sys.executable, "-c", WITHOUT, "tensorflow", "backend=tensorflow", *fixed],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode == 2, out
+    assert ("backend='tensorflow' is invalid here: tensorflow is not installed. Install it "
+            "(pip install -e '.[tensorflow]'), or use backend=jax.") in out
+    assert len(runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")) == 1  # nothing recorded for it
+
+
 def test_offline_without_cached_data_names_data_path(tmp_path):
     offline = {"KERAS_HOME": str(tmp_path / "keras"), "HOME": str(tmp_path),  # an empty Keras cache
                "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}

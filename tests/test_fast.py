@@ -18,6 +18,7 @@ def history(store: str, run: mlflow.entities.Run) -> dict[str, list[tuple[int, f
             for name in run.data.metrics}
 
 
+@pytest.mark.backends
 def test_fast_and_plain_fit_make_the_same_updates(make_cfg, store):
     # 1,500 training images at batch 32: 47 steps an epoch, the last one a partial batch of 28.
     fast = train(make_cfg("trainer.fast=true", "trainer.epochs=3"))
@@ -32,6 +33,7 @@ def test_fast_and_plain_fit_make_the_same_updates(make_cfg, store):
     assert fast["val_loss"] == pytest.approx(plain["val_loss"], abs=1e-5)  # evaluated in bigger batches: rounding
 
 
+@pytest.mark.backends
 def test_a_seeded_run_is_reproducible(make_cfg):
     first = train(make_cfg("seed=7"))
     second = train(make_cfg("seed=7"))

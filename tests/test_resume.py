@@ -47,6 +47,7 @@ def steps(store: str, run_id: str) -> dict[str, list[int]]:
     return {name: sorted(m.step for m in client.get_metric_history(run_id, name)) for name in EPOCH_METRICS}
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("fast", ["true", "false"])
 def test_a_stopped_run_continues_in_the_same_run_exactly(make_cfg, store, monkeypatch, fast):
     overrides = ("model=cnn", f"trainer.fast={fast}", f"trainer.epochs={EPOCHS}", "data.limit_train=600")  # dropout too
@@ -98,6 +99,7 @@ def test_a_running_run_is_taken_over_only_when_its_process_is_gone(make_cfg, sto
     assert claim_run(store, experiment, cfg) is None  # a second identical job must not take it too
 
 
+@pytest.mark.backends
 def test_a_diverging_run_stops_and_fails_with_a_reason(make_cfg, store):
     with pytest.raises(RunFailedError) as info:
         train(make_cfg("optimizer.learning_rate=1e30", "trainer.epochs=5"))
@@ -111,6 +113,7 @@ def test_a_diverging_run_stops_and_fails_with_a_reason(make_cfg, store):
     assert run.data.tags.get(CHECKPOINT_EPOCH_TAG) != str(len(recorded) - 1)  # no checkpoint of a nan state
 
 
+@pytest.mark.backends
 def test_a_checkpoint_restores_weights_optimizer_and_dropout_state(tmp_path):
     def model():
         keras.utils.set_random_seed(0)

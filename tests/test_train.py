@@ -25,6 +25,7 @@ PARAMS = {"model.hidden_units": "64", "model.activation": "relu", "optimizer.lea
           "total_params": "50890", "trainable_params": "50890"}
 
 
+@pytest.mark.backends
 def test_a_run_records_config_metrics_artifacts_and_model(make_cfg, store):
     cfg = make_cfg("optimizer.learning_rate=0.01")
     metrics = train(cfg)
@@ -66,6 +67,7 @@ def test_skip_finished_reuses_a_finished_run_and_reruns_one_left_running(make_cf
     assert sorted(r.info.status for r in runs(store)) == ["FINISHED", "RUNNING"]
 
 
+@pytest.mark.backends
 def test_logged_model_loads_and_predicts(make_cfg, store):
     metrics = train(make_cfg("model=dense"))
     [run] = runs(store)
