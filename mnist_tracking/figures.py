@@ -10,6 +10,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # pyplot-free: no global figure state, no display needed
 
 
+# More curves than this get no legend: 200 labels hide the axes and took seconds to lay out (a 200-job sweep).
+MAX_LEGEND = 20
+
+
 def _per_epoch(ax: Axes, curves: Mapping[str, Sequence[float]], metric: str, title: str, **legend: Any) -> None:
     """One line per labeled curve against epochs 1, 2, ...; empty curves are left out."""
     for label, values in curves.items():
@@ -17,7 +21,10 @@ def _per_epoch(ax: Axes, curves: Mapping[str, Sequence[float]], metric: str, tit
             ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
     ax.set(title=title, xlabel="epoch", ylabel=metric)
     ax.grid(alpha=0.3)
-    if ax.lines:
+    if len(ax.lines) > MAX_LEGEND:
+        ax.set_title(f"{title}\n{len(ax.lines)} curves, unlabeled: the sweep's summary table names each job",
+                     fontsize="medium")
+    elif ax.lines:
         ax.legend(**legend)
 
 

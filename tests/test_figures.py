@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from mnist_tracking import figures
@@ -29,3 +31,13 @@ def test_confusion_matrix_counts():
     fig = figures.confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]))
     counts = fig.axes[0].images[0].get_array()
     assert counts[0, 0] == 1 and counts[0, 1] == 1 and counts.sum() == 4
+
+
+def test_a_sweep_of_many_jobs_draws_every_curve_but_labels_them_only_when_few():
+    few = figures.sweep_curves({f"seed={i}": [0.5, 0.6] for i in range(3)}, "val_accuracy", "sweep")
+    many = figures.sweep_curves({f"seed={i}": [0.5, 0.6] for i in range(200)}, "val_accuracy", "sweep")
+    [ax_few], [ax_many] = few.axes, many.axes
+    assert [t.get_text() for t in ax_few.get_legend().get_texts()] == ["seed=0", "seed=1", "seed=2"]
+    assert len(ax_many.lines) == 200 and ax_many.get_legend() is None
+    assert "200 curves, unlabeled" in ax_many.get_title()
+    many.savefig(io.BytesIO())  # lays out and renders
