@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -80,8 +81,9 @@ finally:
 
 def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(tmp_path):
     fixed = [f"data.path={FIXTURE}", "trainer.epochs=1", f"hydra.run.dir={tmp_path}/outputs"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the default store: mlruns/ here
     jax_only = subprocess.run([sys.executable, "-c", WITHOUT, "tensorflow", "backend=jax", *fixed], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=600)
+                              env=env, capture_output=True, text=True, timeout=600)
     out = jax_only.stdout + jax_only.stderr
     assert jax_only.returncode == 0, out
     assert "imported: ['jax']" in out  # trained, evaluated and logged its model without TensorFlow
@@ -89,7 +91,7 @@ def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(t
     assert run.info.status == "FINISHED" and run.outputs.model_outputs
 
     refused = subprocess.run([sys.executable, "-c", WITHOUT, "tensorflow", "backend=tensorflow", *fixed],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     out = refused.stdout + refused.stderr
     assert refused.returncode == 2, out
     assert ("backend='tensorflow' is invalid here: tensorflow is not installed. Install it "
