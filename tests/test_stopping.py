@@ -15,6 +15,8 @@ from tests.helpers import FIXTURE, cli, read_until, run_cli, runs, store_of, swe
 
 pytestmark = pytest.mark.slow
 EPOCHS = 300  # long enough on the fixture to be stopped halfway, on JAX too (~10 ms an epoch there)
+# Sweeps whose first jobs must finish before the one stopped: shorter, still seconds of training left to stop.
+SWEEP_EPOCHS = 100
 RUN = [f"data.path={FIXTURE}", "model=mlp64", f"trainer.epochs={EPOCHS}"]
 
 
@@ -71,8 +73,8 @@ def test_a_stopped_run_continues_in_the_same_run(tmp_path, uninterrupted, sig):
 
 
 def test_a_killed_sweep_continues_with_the_same_parent(tmp_path):
-    sweep = ["-m", "model=dense,mlp64", f"trainer.epochs={EPOCHS}", f"data.path={FIXTURE}"]
-    stop(sweep, tmp_path, signal.SIGKILL, f"epoch 3/{EPOCHS}", count=2)  # the second job is training
+    sweep = ["-m", "model=dense,mlp64", f"trainer.epochs={SWEEP_EPOCHS}", f"data.path={FIXTURE}"]
+    stop(sweep, tmp_path, signal.SIGKILL, f"epoch 3/{SWEEP_EPOCHS}", count=2)  # the second job is training
     [parent], children = sweep_runs(store_of(tmp_path))
     first = {r.data.tags["mlflow.runName"]: r for r in children[parent.info.run_id]}
     assert sorted(r.info.status for r in first.values()) == ["FINISHED", "RUNNING"]
@@ -93,9 +95,9 @@ def test_a_killed_sweep_continues_with_the_same_parent(tmp_path):
 
 
 def test_a_stopped_optuna_search_continues_to_its_number_of_trials(tmp_path):
-    search = ["hparams_search=optuna", "hydra.sweeper.n_trials=4", f"trainer.epochs={EPOCHS}", f"data.path={FIXTURE}",
-              "data.limit_train=800"]
-    stop(search, tmp_path, signal.SIGKILL, f"epoch 2/{EPOCHS}", count=3)  # after 2 trials, the third is training
+    search = ["hparams_search=optuna", "hydra.sweeper.n_trials=4", f"trainer.epochs={SWEEP_EPOCHS}",
+              f"data.path={FIXTURE}", "data.limit_train=800"]
+    stop(search, tmp_path, signal.SIGKILL, f"epoch 2/{SWEEP_EPOCHS}", count=3)  # after 2 trials, the third is training
     code, out = run_cli(search, tmp_path)
     assert code == 0, out
     assert "Continuing the search: 2 of 4 trials done" in out
