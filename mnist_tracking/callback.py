@@ -61,7 +61,7 @@ class MlflowCallback(keras.callbacks.Callback):
         self._run_id = self.run_id or self._active_run_id()
         self._client = client = mlflow.MlflowClient(self.tracking_uri)
         # The epochs' metrics go out on a thread of our own, in order: MLflow's `synchronous=False` queue polls
-        # with a 1 s timeout, which every run then waits for when it ends (measured: end_run 0.01 → 1.0 s).
+        # with a 1 s timeout, which every run then waits for when it ends (end_run: 1.0 s after it, 0.01 s without).
         self._logger = ThreadPoolExecutor(1, thread_name_prefix="metrics-log")
         if self.checkpoint_every:
             self._uploader = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-upload")

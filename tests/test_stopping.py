@@ -10,23 +10,31 @@ import time
 import mlflow
 import pytest
 
-from mnist_tracking.names import EPOCH_METRICS
+from mnist_tracking.names import CHECKPOINT_EPOCH_TAG, EPOCH_METRICS
 from tests.helpers import FIXTURE, cli, read_until, run_cli, runs, store_of, sweep_runs
 
 pytestmark = pytest.mark.slow
 EPOCHS = 300  # long enough on the fixture to be stopped halfway, on JAX too (~10 ms an epoch there)
-# Sweeps whose first jobs must finish before the one stopped: shorter, still seconds of training left to stop.
+# A sweep whose first job must finish before the one stopped: mlp64 at batch 32, still ~3 s of training to stop.
 SWEEP_EPOCHS = 100
 RUN = [f"data.path={FIXTURE}", "model=mlp64", f"trainer.epochs={EPOCHS}"]
 
 
-def stop(args: list[str], cwd, sig: int, after: str, count: int = 1, recorded: int = 0) -> str:
-    """Starts the CLI, and once `count` lines said `after` and the store holds a run with `recorded` epochs,
-    sends `sig` (SIGINT to its process group, as Ctrl-C)."""
+def stop(args: list[str], cwd, sig: int, after: str, count: int = 1, recorded: int = 0,
+         checkpointed: bool = False) -> str:
+    """Starts the CLI, and once `count` lines said `after`, the store holds a run with `recorded` epochs and
+    (`checkpointed`) a running run has a checkpoint stored, sends `sig` (SIGINT to its process group, as Ctrl-C)."""
     proc = cli(args, cwd, start_new_session=True)
     seen = read_until(proc, after, count)
     deadline = time.monotonic() + 60
-    while recorded and not any(len(steps(store_of(cwd), r.info.run_id)["loss"]) >= recorded for r in runs(store_of(cwd))):
+
+    def ready() -> bool:
+        found = runs(store_of(cwd))
+        return (not recorded or any(len(steps(store_of(cwd), r.info.run_id)["loss"]) >= recorded for r in found)) \
+            and (not checkpointed or any(r.info.status == "RUNNING" and CHECKPOINT_EPOCH_TAG in r.data.tags
+                                         for r in found))
+
+    while not ready():
         assert time.monotonic() < deadline and proc.poll() is None, seen
         time.sleep(0.02)
     if sig == signal.SIGINT:
@@ -74,7 +82,8 @@ def test_a_stopped_run_continues_in_the_same_run(tmp_path, uninterrupted, sig):
 
 def test_a_killed_sweep_continues_with_the_same_parent(tmp_path):
     sweep = ["-m", "model=dense,mlp64", f"trainer.epochs={SWEEP_EPOCHS}", f"data.path={FIXTURE}"]
-    stop(sweep, tmp_path, signal.SIGKILL, f"epoch 3/{SWEEP_EPOCHS}", count=2)  # the second job is training
+    stop(sweep, tmp_path, signal.SIGKILL, f"epoch 3/{SWEEP_EPOCHS}", count=2,  # the second job is training
+         checkpointed=True)
     [parent], children = sweep_runs(store_of(tmp_path))
     first = {r.data.tags["mlflow.runName"]: r for r in children[parent.info.run_id]}
     assert sorted(r.info.status for r in first.values()) == ["FINISHED", "RUNNING"]
@@ -95,9 +104,11 @@ def test_a_killed_sweep_continues_with_the_same_parent(tmp_path):
 
 
 def test_a_stopped_optuna_search_continues_to_its_number_of_trials(tmp_path):
-    search = ["hparams_search=optuna", "hydra.sweeper.n_trials=4", f"trainer.epochs={SWEEP_EPOCHS}",
-              f"data.path={FIXTURE}", "data.limit_train=800"]
-    stop(search, tmp_path, signal.SIGKILL, f"epoch 2/{SWEEP_EPOCHS}", count=3)  # after 2 trials, the third is training
+    # A trial may draw batch 128 (5 steps an epoch here): 300 epochs keep the third one training long enough.
+    search = ["hparams_search=optuna", "hydra.sweeper.n_trials=4", f"trainer.epochs={EPOCHS}", f"data.path={FIXTURE}",
+              "data.limit_train=800"]
+    stop(search, tmp_path, signal.SIGKILL, f"epoch 2/{EPOCHS}", count=3,  # after 2 trials, the third is training
+         checkpointed=True)
     code, out = run_cli(search, tmp_path)
     assert code == 0, out
     assert "Continuing the search: 2 of 4 trials done" in out
