@@ -99,10 +99,21 @@ def _read_keras_cache() -> dict[str, np.ndarray]:
 
 def normalize_images(x: np.ndarray, normalization: str) -> np.ndarray:
     """uint8 pixels as the model sees them: float32 in [0, 1] ("unit"), then standardized ("standard")."""
-    x = x.astype(np.float32) / 255.0
+    out = _aligned_empty(x.shape, np.float32)
+    np.divide(x, np.float32(255.0), out=out, dtype=np.float32)
     if normalization == "standard":
-        x = (x - MNIST_MEAN) / MNIST_STD
-    return x
+        np.subtract(out, MNIST_MEAN, out=out)
+        np.divide(out, MNIST_STD, out=out)
+    return out
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: type, alignment: int = 64) -> np.ndarray:
+    """An uninitialized array whose data starts on an `alignment`-byte boundary. JAX on CPU uses such an array in
+    place instead of copying it (the training images: 141 MB, and ~0.1 s, saved per job)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def pixel_scale_offset(normalization: str) -> tuple[float, float]:

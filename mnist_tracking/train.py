@@ -42,6 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from mnist_tracking.callback import KeepInterrupts, MlflowCallback
     from mnist_tracking.data import load_mnist
     from mnist_tracking.evaluation import record_evaluation
+    from mnist_tracking.fused import fuse_epochs
     from mnist_tracking.pipeline import training_batches
 
     keras.backend.clear_session()  # a multirun trains many models in one process
@@ -76,13 +77,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if not stopped:  # a continued run has them already; this job's stopped runs that could not be continued
             tracking.log_datasets(data, tracking_uri)
             resume.supersede(tracking_uri, experiment_id, cfg, run.info.run_id)
+        batches = training_batches(data.x_train, data.y_train, cfg.data.batch_size, cfg.seed, first_epoch,
+                                   cfg.trainer.epochs)
+        if cfg.trainer.fast and keras.backend.backend() == "jax":
+            fuse_epochs(model, batches)  # TensorFlow runs steps_per_execution steps in one call by itself
         recorder = MlflowCallback(run.info.run_id, tracking_uri, cfg.trainer.checkpoint_every, job.output_dir, recorded)
         try:  # stopped or not, what was trained is on record before the run ends
             with KeepInterrupts() as interrupts:
                 model.fit(
-                    training_batches(data.x_train, data.y_train, cfg.data.batch_size, cfg.seed, first_epoch,
-                                     cfg.trainer.epochs),
-                    steps_per_epoch=steps_per_epoch, initial_epoch=first_epoch, epochs=cfg.trainer.epochs,
+                    batches, steps_per_epoch=steps_per_epoch, initial_epoch=first_epoch, epochs=cfg.trainer.epochs,
                     shuffle=False, validation_data=(data.x_val, data.y_val),
                     validation_batch_size=cfg.trainer.eval_batch_size if cfg.trainer.fast else None,
                     callbacks=[keras.callbacks.TerminateOnNaN(), recorder, _epoch_logger(cfg.trainer.epochs),

@@ -28,6 +28,7 @@ def test_split_scaling_and_one_hot():
     # Validation is the last quarter of the training set, in order, as Keras's fit(validation_split=) takes it.
     np.testing.assert_array_equal(data.y_val.argmax(axis=1), raw["y_train"][1500:])
     np.testing.assert_allclose(data.x_val[0], raw["x_train"][1500] / 255.0, rtol=1e-6)
+    assert data.x_train.ctypes.data % 64 == 0  # so that JAX on CPU uses the images in place, without a copy
 
 
 def test_standard_normalization_uses_mnist_mean_and_std():

@@ -6,10 +6,12 @@ import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pytest
 
+from mnist_tracking.data import load_mnist
 from mnist_tracking.train import train
-from tests.helpers import runs
+from tests.helpers import BACKEND, FIXTURE, runs
 
 
 def history(store: str, run: mlflow.entities.Run) -> dict[str, list[tuple[int, float]]]:
@@ -31,6 +33,49 @@ def test_fast_and_plain_fit_make_the_same_updates(make_cfg, store):
     for name in ("loss", "accuracy", "val_accuracy", "test_accuracy"):
         assert fast[name] == pytest.approx(plain[name], abs=1e-6), name
     assert fast["val_loss"] == pytest.approx(plain["val_loss"], abs=1e-5)  # evaluated in bigger batches: rounding
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="fused epochs are the JAX backend's (TensorFlow fuses by itself)")
+def test_a_fused_epoch_makes_the_step_by_step_updates_without_reading_kerass_batches():
+    import keras
+
+    from mnist_tracking.fused import fuse_epochs
+    from mnist_tracking.models import mlp
+    from mnist_tracking.pipeline import EpochBatches
+
+    class CountedBatches(EpochBatches):
+        served = 0
+
+        def __getitem__(self, i):
+            self.served += 1
+            return super().__getitem__(i)
+
+    data = load_mnist(str(FIXTURE), "standard", 0.25, 1000, None)  # 750 images: 23 batches of 32, then one of 14
+
+    def fit(fused: bool):
+        keras.utils.set_random_seed(0)
+        model, batches = mlp(16, "relu"), CountedBatches(data.x_train, data.y_train, 32, seed=3, first_epoch=0)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="categorical_crossentropy", metrics=["accuracy"],
+                      steps_per_execution=len(batches) if fused else 1)
+        if fused:
+            fuse_epochs(model, batches)
+        history = model.fit(batches, epochs=3, shuffle=False, verbose=0).history
+        return model.get_weights(), history, batches.served, int(model.optimizer.iterations)
+
+    fused_weights, fused_history, fused_served, fused_steps = fit(fused=True)
+    weights, history, served, steps = fit(fused=False)
+    # Keras looks at one batch before fitting; then the step-by-step fit reads all 72, the fused one none.
+    assert (fused_served, served) == (1, 1 + 3 * 24)
+    assert fused_steps == steps == 3 * 24
+    for fused_w, w in zip(fused_weights, weights, strict=True):
+        np.testing.assert_allclose(fused_w, w, atol=1e-6)
+    assert fused_history.keys() == history.keys() == {"loss", "accuracy"}
+    for name in history:
+        assert fused_history[name] == pytest.approx(history[name], abs=1e-6), name
+    with pytest.raises(ValueError, match="steps_per_execution=24"):
+        model = mlp(16, "relu")
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        fuse_epochs(model, EpochBatches(data.x_train, data.y_train, 32, seed=3, first_epoch=0))
 
 
 @pytest.mark.backends
