@@ -89,8 +89,11 @@ class RedactSecretsCallback(Callback):
         if config.hydra.mode == RunMode.MULTIRUN:
             saved.append(Path(config.hydra.sweep.dir) / "multirun.yaml")
         for path in saved:
-            if path.is_file():  # Hydra wrote these before this job started; jobs keep their config in memory
-                _replace(path, OmegaConf.to_yaml(redact(OmegaConf.to_container(OmegaConf.load(path)))))
+            if not path.is_file():  # Hydra wrote these before this job started; jobs keep their config in memory
+                continue
+            saved_config = OmegaConf.to_container(OmegaConf.load(path))
+            if (masked := redact(saved_config)) != saved_config:  # as written, when there is nothing to mask
+                _replace(path, OmegaConf.to_yaml(masked))
 
 
 def _replace(path: Path, text: str) -> None:
