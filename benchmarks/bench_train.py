@@ -154,6 +154,7 @@ def fast_epoch_seconds(data_path: str, epochs: int = 6, rounds: int = 6) -> tupl
     from mnist_tracking.callback import MlflowCallback
     from mnist_tracking.checkpoint import save_checkpoint
     from mnist_tracking.data import load_mnist
+    from mnist_tracking.fused import fuse_epochs
     from mnist_tracking.models import mlp
     from mnist_tracking.pipeline import training_batches
 
@@ -170,15 +171,18 @@ def fast_epoch_seconds(data_path: str, epochs: int = 6, rounds: int = 6) -> tupl
                 callbacks = variants[name]
                 keras.utils.set_random_seed(42)
                 model = mlp(64, "relu")
+                batches = training_batches(data.x_train, data.y_train, 32, 42, 0, epochs)
                 model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy",
                               metrics=["accuracy"], steps_per_execution=steps)
+                if keras.backend.backend() == "jax":
+                    fuse_epochs(model, batches)  # as train() does
                 epoch: list[float] = []
                 timer = keras.callbacks.LambdaCallback(
                     on_epoch_begin=lambda e, logs: epoch.append(-time.perf_counter()),
                     on_epoch_end=lambda e, logs: epoch.__setitem__(-1, epoch[-1] + time.perf_counter()))
                 # The timer comes last, so a tracked epoch includes MlflowCallback's work.
                 with mlflow.start_run():
-                    model.fit(training_batches(data.x_train, data.y_train, 32, 42, 0, epochs), steps_per_epoch=steps,
+                    model.fit(batches, steps_per_epoch=steps,
                               epochs=epochs, verbose=0, callbacks=[*callbacks(Path(tmp)), timer], shuffle=False,
                               validation_data=(data.x_val, data.y_val), validation_batch_size=1024)
                 times[name] += epoch[1:]  # the first epoch also traces the compiled step
@@ -287,8 +291,8 @@ def fixed_cost_row(rows: Rows, data: str, work: Path, jobs: int = 5) -> None:
 def scale_row(rows: Rows, data: str, work: Path, jobs: int = 200) -> None:
     """A serial sweep of `jobs` tiny jobs: every run recorded, and how long its report takes to build and to rebuild."""
     folder = work / "scale"
-    wall = run([*train_cmd(), "-m", f"seed=range(0,{jobs})", "data.limit_train=1000", "trainer.epochs=1", "model=dense",
-                "sweep.register_best=false", data], folder)
+    wall, rss = run_measured([*train_cmd(), "-m", f"seed=range(0,{jobs})", "data.limit_train=1000", "trainer.epochs=1",
+                              "model=dense", "sweep.register_best=false", data], folder)
     children = store_runs(folder)
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
     [parent] = {r.data.tags["mlflow.parentRunId"] for r in children}
@@ -296,8 +300,8 @@ def scale_row(rows: Rows, data: str, work: Path, jobs: int = 200) -> None:
     built = (client.get_run(parent).info.end_time - max(r.info.end_time for r in children)) / 1000
     report = run([PYTHON["jax"], "-m", "mnist_tracking.report", "--out", str(folder / "report")], folder)
     rows.append((f"{jobs}-job serial sweep (limit_train=1000, 1 epoch): wall, runs recorded, the parent's report "
-                 "(last job's end → parent's end), report rebuilt by `python -m mnist_tracking.report`",
-                 f"{wall:.0f} s, {len(children)} runs, {built:.1f} s, {report:.1f} s"))
+                 "(last job's end → parent's end), report rebuilt by `python -m mnist_tracking.report`, the sweep "
+                 "process's peak RSS", f"{wall:.0f} s, {len(children)} runs, {built:.1f} s, {report:.1f} s, {rss:.0f} MB"))
 
 
 def main() -> None:
