@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import os
 import sys
+import threading
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -155,7 +158,20 @@ def cli() -> None:
 
         print(render_help([arg for arg in args if not arg.startswith("-")]))
         return
-    main()
+    main()  # returns only when the command succeeded (Hydra turns a failure into SystemExit)
+    _exit_without_teardown()
+
+
+def _exit_without_teardown() -> None:
+    """Ends the process as Python's exit would, less the interpreter's teardown: freeing the objects of Keras,
+    JAX and MLflow one by one takes ~1.2 s here, memory the OS takes back at once. The exit handlers still run
+    (logging's flush, MLflow's, Ray's and joblib's shutdown); with a thread still running, a normal exit waits."""
+    if any(thread is not threading.main_thread() and not thread.daemon for thread in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()  # what a normal exit runs, in the same order
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -66,16 +66,16 @@ def test_a_sweep_over_the_backend_is_refused_before_any_job(tmp_path):
 # The command where one backend's package is not installed: Python's path finder does not find it, as if pip had not
 # installed it.
 WITHOUT = """
-import runpy, sys
+import atexit, runpy, sys
 from importlib.machinery import PathFinder
 absent, find = sys.argv[1], PathFinder.find_spec
 PathFinder.find_spec = classmethod(
     lambda cls, name, path=None, target=None: None if name.split(".")[0] == absent else find(name, path, target))
 sys.argv = ["mnist_tracking.train", *sys.argv[2:]]
-try:
-    runpy.run_module("mnist_tracking.train", run_name="__main__")
-finally:
-    print("imported:", sorted({m.split(".")[0] for m in sys.modules} & {"jax", "sklearn", "tensorflow"}), flush=True)
+# At exit, as an exit handler: a successful command ends with os._exit once the handlers have run.
+atexit.register(lambda: print("imported:", sorted({m.split(".")[0] for m in sys.modules} & {"jax", "sklearn",
+                                                                                         "tensorflow"}), flush=True))
+runpy.run_module("mnist_tracking.train", run_name="__main__")
 """
 
 
@@ -91,6 +91,8 @@ def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(t
     assert "imported: ['jax']" in out
     [run] = runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     assert run.info.status == "FINISHED" and run.outputs.model_outputs
+    # The process ends without the interpreter's teardown (train._exit_without_teardown), its log flushed whole.
+    assert (tmp_path / "outputs" / "train.log").read_text().splitlines()[-1].endswith(f"run {run.info.run_id})")
 
     refused = subprocess.run([sys.executable, "-c", WITHOUT, "tensorflow", "backend=tensorflow", *fixed],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
