@@ -165,8 +165,10 @@ def cli() -> None:
 def _exit_without_teardown() -> None:
     """Ends the process as Python's exit would, less the interpreter's teardown: freeing the objects of Keras,
     JAX and MLflow one by one takes ~1.2 s here, memory the OS takes back at once. The exit handlers still run
-    (logging's flush, MLflow's, Ray's and joblib's shutdown); with a thread still running, a normal exit waits."""
-    if any(thread is not threading.main_thread() and not thread.daemon for thread in threading.enumerate()):
+    (logging's flush, MLflow's, Ray's and joblib's shutdown). A normal exit instead while a thread still runs (it
+    waits for it), or under a profiler or debugger (`python -m cProfile` writes its report after the program)."""
+    if (sys.getprofile() or sys.gettrace()
+            or any(thread is not threading.main_thread() and not thread.daemon for thread in threading.enumerate())):
         return
     atexit._run_exitfuncs()  # what a normal exit runs, in the same order
     sys.stdout.flush()
