@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pstats
 import subprocess
 import sys
 import time
@@ -101,6 +102,18 @@ def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(t
     assert ("backend='tensorflow' is invalid here: tensorflow is not installed. Install it "
             "(pip install -e '.[tensorflow]'), or use backend=jax.") in out
     assert len(runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")) == 1  # nothing recorded for it
+
+
+def test_a_run_under_cprofile_keeps_its_profile(tmp_path):
+    # A successful command skips the interpreter's teardown (os._exit), except under a profiler, which writes its
+    # report only after the program returns.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "train.prof"), "-m",
+                          "mnist_tracking.train", f"data.path={FIXTURE}", "trainer.epochs=1",
+                          f"hydra.run.dir={tmp_path}/outputs"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert any(name == "train" for _, _, name in pstats.Stats(str(tmp_path / "train.prof")).stats)
 
 
 def test_offline_without_cached_data_names_data_path(tmp_path):
