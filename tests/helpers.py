@@ -57,15 +57,20 @@ def artifact_paths(client: mlflow.MlflowClient, run_id: str, path: str = "") -> 
     return found
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a command in a subprocess, less the MLFLOW_TRACKING_URI that
+    mlflow.set_tracking_uri exports here: the command's runs go to its own default store (./mlruns)."""
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | extra
+
+
 def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, dirs: bool = True,
         **kwargs) -> subprocess.Popen:
     """Starts `python -m mnist_tracking.train ARGS` in `cwd` with Hydra's outputs kept under it
     (in fixed `outputs` and `multirun` folders, or with `dirs=False` where the config puts them)."""
-    base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     fixed = [f"hydra.run.dir={cwd}/outputs", f"hydra.sweep.dir={cwd}/multirun"] if dirs else []
     return subprocess.Popen(
         [sys.executable, "-m", "mnist_tracking.train", *args, *fixed],
-        cwd=cwd, env={**base, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+        cwd=cwd, env=cli_env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, dirs: bool = True) -> tuple[int, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pstats
 import subprocess
 import sys
@@ -11,7 +10,8 @@ import time
 import mlflow
 import pytest
 
-from tests.helpers import ARTIFACTS, FIXTURE, artifact_paths, cli, read_until, run_cli, runs, signal_while_training
+from tests.helpers import (ARTIFACTS, FIXTURE, artifact_paths, cli, cli_env, read_until, run_cli, runs,
+                           signal_while_training)
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ runpy.run_module("mnist_tracking.train", run_name="__main__")
 
 def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(tmp_path):
     fixed = [f"data.path={FIXTURE}", "trainer.epochs=1", f"hydra.run.dir={tmp_path}/outputs"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the default store: mlruns/ here
+    env = cli_env()  # the default store: mlruns/ here
     jax_only = subprocess.run([sys.executable, "-c", WITHOUT, "tensorflow", "backend=jax", *fixed], cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=600)
     out = jax_only.stdout + jax_only.stderr
@@ -107,7 +107,7 @@ def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(t
 def test_a_run_under_cprofile_keeps_its_profile(tmp_path):
     # A successful command skips the interpreter's teardown (os._exit), except under a profiler, which writes its
     # report only after the program returns.
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = cli_env()
     out = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "train.prof"), "-m",
                           "mnist_tracking.train", f"data.path={FIXTURE}", "trainer.epochs=1",
                           f"hydra.run.dir={tmp_path}/outputs"], cwd=tmp_path, env=env, capture_output=True, text=True,

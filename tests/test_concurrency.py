@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURE, runs, store_of, sweep_runs
+from tests.helpers import FIXTURE, cli_env, runs, store_of, sweep_runs
 
 pytestmark = pytest.mark.slow
 TINY = ["trainer.epochs=1", f"data.path={FIXTURE}", "data.limit_train=400", "data.limit_test=100"]
@@ -19,7 +19,7 @@ TINY = ["trainer.epochs=1", f"data.path={FIXTURE}", "data.limit_train=400", "dat
 
 def start(args: list[str], cwd: Path, name: str) -> subprocess.Popen:
     """The CLI in `cwd` (so all share its default store), with Hydra's outputs in a folder of its own."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = cli_env()
     return subprocess.Popen([sys.executable, "-m", "mnist_tracking.train", *args, f"hydra.run.dir={cwd}/{name}",
                              f"hydra.sweep.dir={cwd}/{name}"], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -101,7 +101,7 @@ def test_a_command_killed_while_creating_the_store_holds_up_no_other(tmp_path):
 
 
 def test_report_in_an_empty_directory_says_so_and_creates_nothing(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = cli_env()
     out = subprocess.run([sys.executable, "-m", "mnist_tracking.report"], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode != 0

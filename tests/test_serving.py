@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import FIXTURE, run_cli, store_of, sweep_runs
+from tests.helpers import FIXTURE, cli_env, run_cli, store_of, sweep_runs
 from tests.test_predict import write_pngs
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def test_a_worse_sweep_registers_but_the_champion_stays_and_serves(tmp_path):
     # predict, with its default model URI, on real test digits saved as PNGs.
     paths, labels = write_pngs(tmp_path / "pngs", 8)
     # The store by default too: ./mlruns in the launch folder, not a $MLFLOW_TRACKING_URI this process may have set.
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = cli_env()
     out = subprocess.run([sys.executable, "-m", "mnist_tracking.predict", *map(str, paths)], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -117,7 +117,7 @@ def test_a_model_logged_on_one_backend_loads_on_the_other(make_cfg, store):
     pinned = Path(requirements).read_text()
     assert ("jax==" in pinned) == (BACKEND == "jax") and ("tensorflow==" in pinned) == (BACKEND == "tensorflow")
     other = "tensorflow" if BACKEND == "jax" else "jax"
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"KERAS_BACKEND": other}
+    env = cli_env(KERAS_BACKEND=other)
     out = subprocess.run([sys.executable, "-c", LOAD, store, uri, str(FIXTURE)], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
