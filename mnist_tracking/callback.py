@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
 import math
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import keras
 import mlflow
+from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param
 
 from mnist_tracking import figures
@@ -37,16 +39,20 @@ class MlflowCallback(keras.callbacks.Callback):
         checkpoint_every: Epochs between checkpoints; 0 means none.
         checkpoint_dir: Where the local copy of the checkpoint goes (default: the working directory).
         recorded: Per-epoch metrics the run already has (a resumed fit): not logged again, and drawn.
+        log_figure: Logs a figure to the run, as `(figure, artifact_file)` (a `rendering.FigureLog`, say); default:
+            `MlflowClient.log_figure`, rendered in place.
     """
 
     def __init__(self, run_id: str | None = None, tracking_uri: str | None = None, checkpoint_every: int = 0,
-                 checkpoint_dir: Path | None = None, recorded: Mapping[str, Sequence[float]] | None = None) -> None:
+                 checkpoint_dir: Path | None = None, recorded: Mapping[str, Sequence[float]] | None = None,
+                 log_figure: Callable[[Figure, str], None] | None = None) -> None:
         super().__init__()
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self.checkpoint_every = checkpoint_every
         self.checkpoint_dir = checkpoint_dir or Path.cwd()
         self.recorded = recorded or {}
+        self.log_figure = log_figure
         self.history: dict[str, list[float]] = {}
         self._run_id: str | None = None
         self._client: mlflow.MlflowClient | None = None
@@ -107,7 +113,8 @@ class MlflowCallback(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         self.close()
         if self.history:
-            self._client.log_figure(self._run_id, figures.learning_curves(self.history), "figures/learning_curves.png")
+            log_figure = self.log_figure or functools.partial(self._client.log_figure, self._run_id)
+            log_figure(figures.learning_curves(self.history), "figures/learning_curves.png")
 
     def close(self, raise_errors: bool = True) -> None:
         """Waits until every epoch's metrics and every checkpoint are on record; also after an interrupted fit.

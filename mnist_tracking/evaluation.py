@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+import logging
+import threading
+from collections.abc import Callable
 from importlib.metadata import version
 
 import keras
 import mlflow
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
@@ -17,6 +21,8 @@ from mnist_tracking.data import MnistData, pixel_scale_offset
 from mnist_tracking.models import INPUT_SHAPE, NUM_CLASSES, on_raw_pixels
 from mnist_tracking.names import MOST_CONFUSED_TAG, OPTIMIZER_STEPS_METRIC
 
+log = logging.getLogger(__name__)
+
 
 @functools.cache
 def model_requirements() -> list[str]:
@@ -24,6 +30,24 @@ def model_requirements() -> list[str]:
     does not infer them in a subprocess (~12 s a model here)."""
     backend = ("jax", "jaxlib") if keras.backend.backend() == "jax" else ("tensorflow",)
     return [f"{name}=={version(name)}" for name in (*backend, "keras", "mlflow", "numpy")]
+
+
+@functools.cache
+def index_installed_packages() -> threading.Thread:
+    """Starts, once per process, the index of installed distributions that `log_model` checks the model's requirements
+    against, in a background thread: 0.45 s of a run's end otherwise (there is no public switch for the check).
+    Call it before training; `record_evaluation` waits for it."""
+    def index() -> None:
+        try:  # MLflow's own cache of `importlib.metadata.packages_distributions()`, filled where it would fill it
+            from mlflow.utils.requirements_utils import _init_modules_to_packages_map
+
+            _init_modules_to_packages_map()
+        except Exception:  # a private function: if MLflow changes it, log_model builds the index itself, later
+            log.warning("Could not index installed packages ahead of log_model", exc_info=True)
+
+    thread = threading.Thread(target=index, name="index-installed-packages", daemon=True)
+    thread.start()
+    return thread
 
 
 def per_class_scores(labels: np.ndarray, predicted: np.ndarray, num_classes: int = 10,
@@ -57,10 +81,11 @@ SIGNATURE = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *I
                            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES))]))
 
 
-def record_evaluation(model: keras.Model, data: MnistData, batch_size: int, normalization: str) -> dict[str, float]:
+def record_evaluation(model: keras.Model, data: MnistData, batch_size: int, normalization: str,
+                      log_figure: Callable[[Figure, str], None] = mlflow.log_figure) -> dict[str, float]:
     """Evaluates `model` on the test set and logs to the active run: test metrics (per digit too), the
-    per-digit table and most-confused pairs, figures, and the model itself, taking raw pixels (its
-    `normalization` inside it).
+    per-digit table and most-confused pairs, figures (through `log_figure`: a `rendering.FigureLog`, say), and
+    the model itself, taking raw pixels (its `normalization` inside it).
 
     Returns the test metrics (`test_loss`, `test_accuracy`).
     """
@@ -71,13 +96,15 @@ def record_evaluation(model: keras.Model, data: MnistData, batch_size: int, norm
 
     probabilities = model.predict(data.x_test, batch_size=batch_size, verbose=0)
     labels, predicted = data.y_test.argmax(axis=1), probabilities.argmax(axis=1)
+    # The figures first: a FigureLog renders them elsewhere while the rest is recorded.
+    log_figure(figures.misclassified(data.x_test, labels, probabilities), "figures/misclassified.png")
+    log_figure(figures.confusion_matrix(labels, predicted), "figures/confusion_matrix.png")
     scores, table, confused = per_class_scores(labels, predicted)
     mlflow.log_metrics(scores)
     mlflow.log_table(table, "evaluation/per_class.json")
     mlflow.log_table(confused, "evaluation/most_confused.json")
     mlflow.set_tag(MOST_CONFUSED_TAG, ", ".join(f"{t}→{p} ({n})" for t, p, n in confused.itertuples(index=False)))
-    mlflow.log_figure(figures.misclassified(data.x_test, labels, probabilities), "figures/misclassified.png")
-    mlflow.log_figure(figures.confusion_matrix(labels, predicted), "figures/confusion_matrix.png")
+    index_installed_packages().join()  # one index, built once: not again here while the thread still builds it
     mlflow.keras.log_model(on_raw_pixels(model, *pixel_scale_offset(normalization)), name="model",
                            signature=SIGNATURE, pip_requirements=model_requirements())
     return metrics

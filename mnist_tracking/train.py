@@ -45,9 +45,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from mnist_tracking import resume, store, tracking
     from mnist_tracking.callback import KeepInterrupts, MlflowCallback
     from mnist_tracking.data import load_mnist
-    from mnist_tracking.evaluation import record_evaluation
+    from mnist_tracking.evaluation import index_installed_packages, record_evaluation
     from mnist_tracking.fused import fuse_epochs
     from mnist_tracking.pipeline import training_batches
+    from mnist_tracking.rendering import FigureLog, start_helper
 
     # A multirun trains many models in one process: Keras's clear_session() collects the last job's garbage. The
     # process's first job freezes what exists then (every module of Keras, JAX and MLflow): later collections skip
@@ -60,6 +61,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     experiment_id = store.prepare_experiment(tracking_uri, cfg.mlflow.experiment_name)
     if (done := tracking.find_finished_run(tracking_uri, experiment_id, cfg)) is not None:
         return tracking.reuse_run(tracking_uri, done, cfg.mlflow.parent_run_id, job.name)
+    start_helper()  # a forkserver imports Matplotlib while this process loads the data and trains
     data = load_mnist(cfg.data.path, cfg.data.normalization, cfg.data.validation_split, cfg.data.limit_train,
                       cfg.data.limit_test)
     stopped = resume.claim_run(tracking_uri, experiment_id, cfg)  # a stopped run of this job to continue, if any
@@ -90,23 +92,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
                                    cfg.trainer.epochs)
         if cfg.trainer.fast and keras.backend.backend() == "jax":
             fuse_epochs(model, batches)  # TensorFlow runs steps_per_execution steps in one call by itself
-        recorder = MlflowCallback(run.info.run_id, tracking_uri, cfg.trainer.checkpoint_every, job.output_dir, recorded)
-        try:  # stopped or not, what was trained is on record before the run ends
-            with KeepInterrupts() as interrupts:
-                model.fit(
-                    batches, steps_per_epoch=steps_per_epoch, initial_epoch=first_epoch, epochs=cfg.trainer.epochs,
-                    shuffle=False, validation_data=(data.x_val, data.y_val),
-                    validation_batch_size=cfg.trainer.eval_batch_size if cfg.trainer.fast else None,
-                    callbacks=[keras.callbacks.TerminateOnNaN(), recorder, _epoch_logger(cfg.trainer.epochs),
-                               interrupts],
-                    verbose=1 if sys.stdout.isatty() else 0,  # Keras's bar on a terminal; the log line always
-                )
-        except BaseException:
-            recorder.close(raise_errors=False)  # the fit's own exception (or Ctrl-C) is the one to report
-            raise
-        recorder.close()
-        _raise_if_diverged(recorder.history)
-        test_metrics = record_evaluation(model, data, cfg.trainer.eval_batch_size, cfg.data.normalization)
+        index_installed_packages()  # while the model trains: the end of the run needs it
+        # The figures render in a helper process while the run goes on; all are stored before the run ends.
+        with FigureLog(client, run.info.run_id) as log_figure:
+            recorder = MlflowCallback(run.info.run_id, tracking_uri, cfg.trainer.checkpoint_every, job.output_dir,
+                                      recorded, log_figure)
+            try:  # stopped or not, what was trained is on record before the run ends
+                with KeepInterrupts() as interrupts:
+                    model.fit(
+                        batches, steps_per_epoch=steps_per_epoch, initial_epoch=first_epoch,
+                        epochs=cfg.trainer.epochs, shuffle=False, validation_data=(data.x_val, data.y_val),
+                        validation_batch_size=cfg.trainer.eval_batch_size if cfg.trainer.fast else None,
+                        callbacks=[keras.callbacks.TerminateOnNaN(), recorder, _epoch_logger(cfg.trainer.epochs),
+                                   interrupts],
+                        verbose=1 if sys.stdout.isatty() else 0,  # Keras's bar on a terminal; the log line always
+                    )
+            except BaseException:
+                recorder.close(raise_errors=False)  # the fit's own exception (or Ctrl-C) is the one to report
+                raise
+            recorder.close()
+            _raise_if_diverged(recorder.history)
+            test_metrics = record_evaluation(model, data, cfg.trainer.eval_batch_size, cfg.data.normalization,
+                                             log_figure)
 
     metrics = {key: values[-1] for key, values in recorder.history.items()} | test_metrics
     log.info("MLflow run %s: test_accuracy=%.4f val_accuracy=%.4f", run.info.run_id, metrics["test_accuracy"],

@@ -1,0 +1,115 @@
+"""A run's figures rendered to PNG in a helper process while the run goes on, then stored with it before it ends.
+
+Matplotlib renders under the GIL, 0.15-0.3 s a figure here, so three figures rendered in the training process were
+most of a run's end, and threads could not overlap them. A forkserver, started with the first run and holding
+Matplotlib already imported, forks a helper for each run at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+import posixpath
+import shutil
+import signal
+import tempfile
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # not imported: the helper imports this module, and needs neither
+    import mlflow
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+# What the forkserver imports once, so that each helper forked from it starts with it.
+_PRELOAD = ["mnist_tracking.rendering", "matplotlib.figure", "matplotlib.backends.backend_agg"]
+
+
+def _forkserver() -> multiprocessing.context.BaseContext | None:
+    """The forkserver start method, or None where the platform has none (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
+
+
+def start_helper() -> None:
+    """Starts the forkserver if it is not running (it then imports Matplotlib while the model trains); at once."""
+    if _forkserver() is not None:
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def _ignore_interrupts() -> None:
+    """In the helper: Ctrl-C is the training process's to handle (it ends the run KILLED, then stops the helper)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _save_png(pickled: bytes, path: Path) -> None:
+    """In the helper: the figure saved as `client.log_figure` saves it (`savefig` with its defaults)."""
+    pickle.loads(pickled).savefig(path)
+
+
+class FigureLog:
+    """A context manager for one run: call it as `client.log_figure(run_id, ...)` is called, with a figure and an
+    artifact path. Each figure renders in the helper; leaving the block waits for all of them and stores them with
+    the run, so that nothing is missing when the run ends. Where the helper cannot start, or stops, a figure is
+    rendered in this process instead (a warning says so)."""
+
+    def __init__(self, client: mlflow.MlflowClient, run_id: str) -> None:
+        self._client, self._run_id = client, run_id
+        self._folder = Path(tempfile.mkdtemp(prefix="mnist-figures-"))
+        self._pending: list[tuple[Future | None, Figure, Path, str]] = []
+        context = _forkserver()
+        self._helper = None if context is None else ProcessPoolExecutor(1, mp_context=context,
+                                                                        initializer=_ignore_interrupts)
+
+    def __enter__(self) -> FigureLog:
+        return self
+
+    def __call__(self, figure: Figure, artifact_file: str) -> None:
+        local = self._folder / artifact_file
+        local.parent.mkdir(parents=True, exist_ok=True)
+        future = None
+        if self._helper is not None:
+            try:  # pickled here and now: the helper renders the figure as it is at this call
+                future = self._helper.submit(_save_png, pickle.dumps(figure), local)
+            except Exception:
+                log.warning("Figure helper process unavailable; rendering %s in this process", artifact_file,
+                            exc_info=True)
+        self._pending.append((future, figure, local, artifact_file))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        """Stores every figure; after a failure in the block, one that cannot be stored is logged, not raised."""
+        try:
+            for future, figure, local, artifact_file in self._pending:
+                try:
+                    self._store(future, figure, local, artifact_file)
+                except Exception:
+                    if exc is None:
+                        raise
+                    log.exception("Could not store %s with run %s", artifact_file, self._run_id)
+        finally:
+            self._pending = []
+            if self._helper is not None:
+                self._helper.shutdown(cancel_futures=True)
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _store(self, future: Future | None, figure: Figure, local: Path, artifact_file: str) -> None:
+        if future is not None:
+            try:
+                future.result()
+            except BrokenProcessPool as error:  # the helper died (killed, say): the figure itself is fine
+                log.warning("Figure helper process failed (%s); rendering %s in this process", error, artifact_file)
+                future = None
+        if future is None:
+            figure.savefig(local)
+        self._client.log_artifact(self._run_id, str(local), posixpath.dirname(artifact_file) or None)
