@@ -31,8 +31,10 @@ _PRELOAD = ["mnist_tracking.rendering", "matplotlib.figure", "matplotlib.backend
 
 
 def _forkserver() -> multiprocessing.context.BaseContext | None:
-    """The forkserver start method, or None where the platform has none (Windows)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    """The forkserver start method; None where the platform has none (Windows), or where this process was started
+    by a launcher's own method (loky, in a joblib worker), which a forked helper could not set up again."""
+    if ("forkserver" not in multiprocessing.get_all_start_methods()
+            or multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver")):
         return None
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_PRELOAD)
@@ -40,7 +42,8 @@ def _forkserver() -> multiprocessing.context.BaseContext | None:
 
 
 def start_helper() -> None:
-    """Starts the forkserver if it is not running (it then imports Matplotlib while the model trains); at once."""
+    """Starts the forkserver if it is not running (it then imports Matplotlib while the model trains); returns at
+    once."""
     if _forkserver() is not None:
         from multiprocessing import forkserver
 
@@ -61,13 +64,17 @@ class FigureLog:
     """A context manager for one run: call it as `client.log_figure(run_id, ...)` is called, with a figure and an
     artifact path. Each figure renders in the helper; leaving the block waits for all of them and stores them with
     the run, so that nothing is missing when the run ends. Where the helper cannot start, or stops, a figure is
-    rendered in this process instead (a warning says so)."""
+    rendered in this process instead (a warning says so).
 
-    def __init__(self, client: mlflow.MlflowClient, run_id: str) -> None:
+    `helper=False` renders every figure in this process: a job that a launcher runs beside others has its share of
+    the cores, and a helper would only take from the others'.
+    """
+
+    def __init__(self, client: mlflow.MlflowClient, run_id: str, helper: bool = True) -> None:
         self._client, self._run_id = client, run_id
         self._folder = Path(tempfile.mkdtemp(prefix="mnist-figures-"))
         self._pending: list[tuple[Future | None, Figure, Path, str]] = []
-        context = _forkserver()
+        context = _forkserver() if helper else None
         self._helper = None if context is None else ProcessPoolExecutor(1, mp_context=context,
                                                                         initializer=_ignore_interrupts)
 

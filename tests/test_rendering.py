@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 
@@ -69,3 +70,15 @@ def test_a_failure_in_the_block_still_stores_what_was_logged(store):
             log_figure(figures.learning_curves(_curves()), "curves.png")
             1 / 0
     assert [a.path for a in client.list_artifacts(run_id)] == ["curves.png"]
+
+
+def test_without_a_helper_figures_render_in_place(store, monkeypatch):
+    client = mlflow.MlflowClient(store)
+    run_id = client.create_run(client.create_experiment("figures")).info.run_id
+    with rendering.FigureLog(client, run_id, helper=False) as log_figure:  # a job beside others: no extra process
+        assert log_figure._helper is None
+        log_figure(figures.learning_curves(_curves()), "curves.png")
+    assert [a.path for a in client.list_artifacts(run_id)] == ["curves.png"]
+    # In a joblib worker, multiprocessing starts processes with loky's method, which a forked helper cannot set up.
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "loky")
+    assert rendering._forkserver() is None
