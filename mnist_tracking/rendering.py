@@ -47,7 +47,10 @@ def start_helper() -> None:
     if _forkserver() is not None:
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        try:
+            forkserver.ensure_running()
+        except Exception:  # the run goes on: its figures render in this process (FigureLog warns)
+            log.warning("Could not start the figure helper's forkserver", exc_info=True)
 
 
 def _ignore_interrupts() -> None:
