@@ -120,6 +120,7 @@ class FigureLog:
             except BrokenProcessPool as error:  # the helper died (killed, say): the figure itself is fine
                 log.warning("Figure helper process failed (%s); rendering %s in this process", error, artifact_file)
                 future = None
-        if future is None:
-            figure.savefig(local)
-        self._client.log_artifact(self._run_id, str(local), posixpath.dirname(artifact_file) or None)
+        if future is None:  # MLflow's own way: rendered here, then stored
+            self._client.log_figure(self._run_id, figure, artifact_file)
+        else:
+            self._client.log_artifact(self._run_id, str(local), posixpath.dirname(artifact_file) or None)

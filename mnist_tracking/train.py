@@ -61,7 +61,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     experiment_id = store.prepare_experiment(tracking_uri, cfg.mlflow.experiment_name)
     if (done := tracking.find_finished_run(tracking_uri, experiment_id, cfg)) is not None:
         return tracking.reuse_run(tracking_uri, done, cfg.mlflow.parent_run_id, job.name)
-    if job.threads is None:  # one job at a time: a helper process renders its figures (parallel jobs: in place)
+    helper = job.threads is None  # one job at a time: a helper process renders its figures (parallel jobs: in place)
+    if helper:
         start_helper()  # a forkserver imports Matplotlib while this process loads the data and trains
     data = load_mnist(cfg.data.path, cfg.data.normalization, cfg.data.validation_split, cfg.data.limit_train,
                       cfg.data.limit_test)
@@ -95,7 +96,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             fuse_epochs(model, batches)  # TensorFlow runs steps_per_execution steps in one call by itself
         index_installed_packages()  # while the model trains: the end of the run needs it
         # The figures render in a helper process while the run goes on; all are stored before the run ends.
-        with FigureLog(client, run.info.run_id, helper=job.threads is None) as log_figure:
+        with FigureLog(client, run.info.run_id, helper=helper) as log_figure:
             recorder = MlflowCallback(run.info.run_id, tracking_uri, cfg.trainer.checkpoint_every, job.output_dir,
                                       recorded, log_figure)
             try:  # stopped or not, what was trained is on record before the run ends
