@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import pickle
 import posixpath
 import shutil
@@ -80,6 +81,13 @@ class FigureLog:
         context = _forkserver() if helper else None
         self._helper = None if context is None else ProcessPoolExecutor(1, mp_context=context,
                                                                         initializer=_ignore_interrupts)
+        if self._helper is not None:
+            # Forked now, not at the first figure: the helper sets itself up (it imports the job's main module, as
+            # any process of a forkserver does) while the model trains, not while the run ends.
+            try:
+                self._helper.submit(os.getpid)
+            except Exception:  # each figure tries again, and falls back to this process
+                log.warning("Could not start the figure helper process", exc_info=True)
 
     def __enter__(self) -> FigureLog:
         return self

@@ -27,10 +27,11 @@ def test_figures_render_in_a_helper_and_are_stored_with_the_run(store, tmp_path)
     client = mlflow.MlflowClient(store)
     run_id = client.create_run(client.create_experiment("figures")).info.run_id
     with rendering.FigureLog(client, run_id) as log_figure:
+        helpers = log_figure._helper._processes  # the helper's processes: started with the block, before any figure
+        assert helpers and all(pid != os.getpid() for pid in helpers)
         log_figure(figures.learning_curves(_curves()), "figures/learning_curves.png")
         log_figure(figures.confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0])), "confusion.png")
-        helpers = log_figure._helper._processes  # the helper's processes, while it runs
-        assert helpers and all(pid != os.getpid() for pid in helpers)
+        assert log_figure._helper._processes == helpers  # the same helper renders every figure
     assert {a.path for a in client.list_artifacts(run_id)} == {"figures", "confusion.png"}
     assert _stored_png(client, run_id, "figures/learning_curves.png", tmp_path).size == (1000, 400)  # 10 × 4 in
     assert _stored_png(client, run_id, "confusion.png", tmp_path).size == (600, 550)
