@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
 import pytest
 
 from tests.helpers import FIXTURE, cli_env, runs, store_of, sweep_runs
@@ -17,19 +18,19 @@ pytestmark = pytest.mark.slow
 TINY = ["trainer.epochs=1", f"data.path={FIXTURE}", "data.limit_train=400", "data.limit_test=100"]
 
 
-def start(args: list[str], cwd: Path, name: str) -> subprocess.Popen:
+def start(args: list[str], cwd: Path, name: str, env: dict[str, str]) -> subprocess.Popen:
     """The CLI in `cwd` (so all share its default store), with Hydra's outputs in a folder of its own."""
-    env = cli_env()
     return subprocess.Popen([sys.executable, "-m", "mnist_tracking.train", *args, f"hydra.run.dir={cwd}/{name}",
                              f"hydra.sweep.dir={cwd}/{name}"], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
-def three_commands(cwd: Path) -> dict[str, subprocess.Popen]:
+def three_commands(cwd: Path, env: dict[str, str] | None = None) -> dict[str, subprocess.Popen]:
     """Two 2-job sweeps and a single run, started at once."""
-    return {"sweep_a": start(["-m", "model=dense,mlp64", *TINY], cwd, "sweep_a"),
-            "sweep_b": start(["-m", "model=dense", "seed=1,2", *TINY], cwd, "sweep_b"),
-            "single": start(["model=dense", "seed=3", *TINY], cwd, "single")}
+    env = env or cli_env()
+    return {"sweep_a": start(["-m", "model=dense,mlp64", *TINY], cwd, "sweep_a", env),
+            "sweep_b": start(["-m", "model=dense", "seed=1,2", *TINY], cwd, "sweep_b", env),
+            "single": start(["model=dense", "seed=3", *TINY], cwd, "single", env)}
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -80,12 +81,21 @@ def test_three_commands_at_once_on_a_fresh_store_all_succeed(tmp_path):
     assert_all_recorded(tmp_path, sweeps=2, singles=1)
 
 
+def without_cached_store(tmp_path: Path) -> dict[str, str]:
+    """The commands' environment with a user cache of its own, where no empty store is kept yet: MLflow builds the
+    store step by step (~1 s). Matplotlib's cache and JAX's compilation cache stay where they were."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cli_env(XDG_CACHE_HOME=str(tmp_path / "cache"), MPLCONFIGDIR=matplotlib.get_cachedir(),
+                   JAX_COMPILATION_CACHE_DIR=os.environ.get("JAX_COMPILATION_CACHE_DIR",
+                                                            str(cache / "mnist-tracking" / "jax")))
+
+
 def test_a_command_killed_while_creating_the_store_holds_up_no_other(tmp_path):
-    procs = three_commands(tmp_path)
+    procs = three_commands(tmp_path, without_cached_store(tmp_path))
     lock = tmp_path / "mlruns" / "mlflow.db.lock"
     deadline = time.monotonic() + 120
     holder = None
-    while holder is None:  # the store takes ~1 s to create: the lock is held that long
+    while holder is None:  # the store takes ~1 s to build: the lock is held that long
         assert time.monotonic() < deadline, "no command ever took the store's lock"
         assert all(p.poll() is None for p in procs.values()), "a command ended before the store was created"
         holder = lock_holder(lock)
