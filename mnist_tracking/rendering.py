@@ -15,8 +15,10 @@ import posixpath
 import shutil
 import signal
 import tempfile
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -54,9 +56,25 @@ def start_helper() -> None:
             log.warning("Could not start the figure helper's forkserver", exc_info=True)
 
 
-def _ignore_interrupts() -> None:
-    """In the helper: Ctrl-C is the training process's to handle (it ends the run KILLED, then stops the helper)."""
+def _set_up_helper(training: Connection) -> None:
+    """In the helper, as it starts: Ctrl-C is the training process's to handle (it ends the run KILLED, then stops
+    the helper); and the helper ends when that process is gone, even by `kill -9`, which nothing can catch.
+
+    Otherwise it would wait for work forever: it holds its own end of the queue it reads (multiprocessing's way),
+    and the output of the command it was started from, so that whatever reads that would never see it end.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(training,), daemon=True).start()
+
+
+def _exit_with(training: Connection) -> None:
+    """Waits on the read end of a pipe whose only write end the training process holds, and sends nothing: the read
+    ends, at EOF, when that process does."""
+    try:
+        training.recv()
+    except EOFError:
+        pass
+    os._exit(1)
 
 
 def _save_png(pickled: bytes, path: Path) -> None:
@@ -79,15 +97,17 @@ class FigureLog:
         self._folder = Path(tempfile.mkdtemp(prefix="mnist-figures-"))
         self._pending: list[tuple[Future | None, Figure, Path, str]] = []
         context = _forkserver() if helper else None
-        self._helper = None if context is None else ProcessPoolExecutor(1, mp_context=context,
-                                                                        initializer=_ignore_interrupts)
-        if self._helper is not None:
+        self._helper = self._alive = None
+        if context is not None:
+            training, self._alive = context.Pipe(duplex=False)  # the helper's end, and this process's
+            self._helper = ProcessPoolExecutor(1, mp_context=context, initializer=_set_up_helper, initargs=(training,))
             # Forked now, not at the first figure: the helper sets itself up (it imports the job's main module, as
             # any process of a forkserver does) while the model trains, not while the run ends.
             try:
                 self._helper.submit(os.getpid)
             except Exception:  # each figure tries again, and falls back to this process
                 log.warning("Could not start the figure helper process", exc_info=True)
+            training.close()  # the helper has its own copy: only this process's end keeps the pipe open
 
     def __enter__(self) -> FigureLog:
         return self
@@ -119,6 +139,7 @@ class FigureLog:
             self._pending = []
             if self._helper is not None:
                 self._helper.shutdown(cancel_futures=True)
+                self._alive.close()
             shutil.rmtree(self._folder, ignore_errors=True)
 
     def _store(self, future: Future | None, figure: Figure, local: Path, artifact_file: str) -> None:

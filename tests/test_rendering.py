@@ -6,6 +6,9 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import mlflow
 import numpy as np
@@ -83,3 +86,36 @@ def test_without_a_helper_figures_render_in_place(store, monkeypatch):
     # In a joblib worker, multiprocessing starts processes with loky's method, which a forked helper cannot set up.
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "loky")
     assert rendering._forkserver() is None
+
+
+def test_the_helper_ends_with_the_training_process_even_by_kill_9(store, tmp_path):
+    # A training process that opens a FigureLog, says its helper's pid, then waits to be killed.
+    script = f"""
+import time, mlflow
+from mnist_tracking import rendering
+client = mlflow.MlflowClient({store!r})
+run_id = client.create_run(client.create_experiment("figures")).info.run_id
+with rendering.FigureLog(client, run_id) as log_figure:
+    print(*log_figure._helper._processes, flush=True)
+    time.sleep(600)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        [helper] = map(int, proc.stdout.readline().split())
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        deadline = time.monotonic() + 30
+        while _alive(helper):
+            assert time.monotonic() < deadline, "the helper outlived its training process"
+            time.sleep(0.05)
+        assert proc.stdout.read() == ""  # and the command's output ends: no process holds it any more
+    finally:
+        proc.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -34,6 +34,7 @@ def new_store(folder, monkeypatch) -> tuple[str, str]:
     """A store and its `mnist` experiment made as a command launched in `folder` makes them; (URI, experiment id)."""
     folder.mkdir()
     monkeypatch.chdir(folder)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # which an earlier test's mlflow.set_tracking_uri set
     uri = store.resolve_tracking_uri(None, folder)
     return uri, store.prepare_experiment(uri, "mnist")
 
