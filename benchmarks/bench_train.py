@@ -258,8 +258,8 @@ def backend_rows(rows: Rows, backend: str, data: str, work: Path, floor: dict[st
              for r in store_runs(study_dir)}
     for name, hidden in (("dense", "[]"), ("mlp64", "64")):
         (per_epoch, end, val), test = stats[hidden]
-        rows.append((f"{backend}: {name} s/epoch, validation included (× fused-scan floor {floor[name]:.2f} s)",
-                     f"{per_epoch:.2f} ({per_epoch / floor[name]:.1f}×)"))
+        rows.append((f"{backend}: {name} s/epoch, validation included (× fused-scan floor {floor[name]:.3f} s)",
+                     f"{per_epoch:.3f} ({per_epoch / floor[name]:.2f}×)"))
         rows.append((f"{backend}: {name} val / test accuracy after 30 epochs", f"{val:.4f} / {test:.4f}"))
         rows.append((f"{backend}: {name} end-of-run recording (test, figures, model)", f"{end:.2f} s"))
     rows.append((f"{backend}: whole study (experiment=study, both runs tracked)", f"{wall:.1f} s"))
