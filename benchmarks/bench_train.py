@@ -7,8 +7,8 @@ Prints one table: `--help` wall time; a fused-scan floor (a whole epoch of batch
 compiled JAX loop, no validation, no Keras); per backend (`--backends`, default jax,tensorflow), the study
 as the real CLI: seconds per epoch with validation for `dense` and `mlp64` and their ratio to the floor,
 accuracies, end-of-run recording, the study's wall time, a one-epoch `dense` run from process start to
-exit and its peak RSS (on JAX also with no empty store cached yet); on the default backend, the fixed cost per job of a serial sweep, serial vs joblib
-throughput on four study-size jobs, the study against plain fit with MLflow's own Keras callback and
+exit and its peak RSS (on JAX also with no empty store cached yet); on the default backend, the fixed cost
+per job of a serial sweep, serial vs joblib throughput on four study-size jobs, the study against plain fit with MLflow's own Keras callback and
 default model logging (TensorFlow), per-epoch tracking and checkpoint overhead (`--only-epochs`: just these),
 and one system-metrics sample. Every job runs as the real CLI in a subprocess, one at a time (two timed
 jobs side by side would measure each other).
