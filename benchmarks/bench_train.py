@@ -277,9 +277,10 @@ def first_store_row(rows: Rows, data: str, work: Path) -> None:
     machine or MLflow version): MLflow builds the store's tables itself. Matplotlib's and JAX's caches stay."""
     import matplotlib
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    from mnist_tracking import cache
+
     env = {"XDG_CACHE_HOME": str(work / "first-store-cache"), "MPLCONFIGDIR": matplotlib.get_cachedir(),
-           "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", str(cache / "mnist-tracking" / "jax"))}
+           "JAX_COMPILATION_CACHE_DIR": str(cache.jax_compilation_cache())}
     wall = run([*train_cmd(), "model=dense", "trainer.epochs=1", data], work / "one-first-store", env)
     rows.append(("jax: the same one-epoch run, no empty store cached yet (MLflow's migrations run)", f"{wall:.1f} s"))
 

@@ -12,8 +12,8 @@ import importlib.util
 import logging
 import os
 import sys
-from pathlib import Path
 
+from mnist_tracking import cache
 from mnist_tracking.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,7 @@ def _import_keras() -> None:
 def _compilation_cache() -> None:
     """JAX's persistent compilation cache, unless the user chose one: compiled steps are reused by later processes
     (and later fits) of the same model shapes, instead of compiled again (~2.5 s a run here)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "mnist-tracking" / "jax"
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(default))
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache.jax_compilation_cache())
     # JAX caches only compilations over 1 s by default; this project's all take less.
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")

@@ -18,6 +18,7 @@ import mlflow
 import requests
 from mlflow.exceptions import MlflowException
 
+from mnist_tracking import cache
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.redaction import redact_text
 
@@ -105,8 +106,7 @@ def _create_sqlite_store(database: Path) -> None:
 
 def _template() -> Path:
     """Where an empty store of this MLflow version is kept for the next new store: in this user's cache."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return cache / "mnist-tracking" / "mlflow" / f"store-{mlflow.__version__}.db"
+    return cache.folder() / "mlflow" / f"store-{mlflow.__version__}.db"
 
 
 def _copy_template(copy: Path) -> bool:

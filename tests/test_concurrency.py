@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib
 import pytest
 
+from mnist_tracking import cache
 from tests.helpers import FIXTURE, cli_env, runs, store_of, sweep_runs
 
 pytestmark = pytest.mark.slow
@@ -84,10 +85,8 @@ def test_three_commands_at_once_on_a_fresh_store_all_succeed(tmp_path):
 def without_cached_store(tmp_path: Path) -> dict[str, str]:
     """The commands' environment with a user cache of its own, where no empty store is kept yet: MLflow builds the
     store step by step (~1 s). Matplotlib's cache and JAX's compilation cache stay where they were."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cli_env(XDG_CACHE_HOME=str(tmp_path / "cache"), MPLCONFIGDIR=matplotlib.get_cachedir(),
-                   JAX_COMPILATION_CACHE_DIR=os.environ.get("JAX_COMPILATION_CACHE_DIR",
-                                                            str(cache / "mnist-tracking" / "jax")))
+                   JAX_COMPILATION_CACHE_DIR=str(cache.jax_compilation_cache()))
 
 
 def test_a_command_killed_while_creating_the_store_holds_up_no_other(tmp_path):

@@ -10,12 +10,12 @@ import mlflow
 import mlflow.store.db.utils
 import pytest
 
-from mnist_tracking import store
+from mnist_tracking import cache, store
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """A user cache of this test's own, where no empty store is kept yet."""
+def kept(tmp_path, monkeypatch):
+    """Where the empty store is kept, in a user cache of this test's own (none is kept there yet)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return tmp_path / "cache" / "mnist-tracking" / "mlflow" / f"store-{mlflow.__version__}.db"
 
@@ -44,11 +44,11 @@ def experiments(uri: str) -> dict[str, str]:
     return {e.name: e.artifact_location for e in mlflow.MlflowClient(uri).search_experiments()}
 
 
-def test_the_second_new_store_is_a_copy_of_the_first_less_its_experiments(tmp_path, monkeypatch, cache, migrations):
+def test_the_second_new_store_is_a_copy_of_the_first_less_its_experiments(tmp_path, monkeypatch, kept, migrations):
     first, _ = new_store(tmp_path / "a", monkeypatch)
-    assert len(migrations) == 1 and cache.is_file()
-    with sqlite3.connect(cache) as kept:
-        assert kept.execute("SELECT COUNT(*) FROM experiments").fetchone() == (0,)
+    assert len(migrations) == 1 and kept.is_file()
+    with sqlite3.connect(kept) as copy:
+        assert copy.execute("SELECT COUNT(*) FROM experiments").fetchone() == (0,)
 
     second, experiment_id = new_store(tmp_path / "b", monkeypatch)
     assert len(migrations) == 1  # copied, not built
@@ -63,9 +63,9 @@ def test_the_second_new_store_is_a_copy_of_the_first_less_its_experiments(tmp_pa
     assert client.get_run(run.info.run_id).data.metrics == {"accuracy": 0.9}
 
 
-def test_a_kept_store_this_mlflow_cannot_open_is_built_again(tmp_path, monkeypatch, cache, migrations, caplog):
-    cache.parent.mkdir(parents=True)
-    cache.write_bytes(b"not a database")
+def test_a_kept_store_this_mlflow_cannot_open_is_built_again(tmp_path, monkeypatch, kept, migrations, caplog):
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"not a database")
     with caplog.at_level(logging.WARNING, "mnist_tracking.store"):
         uri, _ = new_store(tmp_path / "a", monkeypatch)
     assert "does not open with this MLflow" in caplog.text
@@ -83,3 +83,19 @@ def test_a_cache_that_cannot_be_written_leaves_the_store_as_mlflow_builds_it(tmp
     assert "Could not keep an empty store" in caplog.text
     assert len(migrations) == 1 and set(experiments(uri)) == {"Default", "mnist"}
     assert not list((tmp_path / "a" / "mlruns").glob(".*.tmp"))
+
+
+def test_the_cache_folder_follows_xdg_cache_home_and_jaxs_own_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    for unset in (None, ""):  # unset or empty: the XDG default
+        if unset is None:
+            monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        else:
+            monkeypatch.setenv("XDG_CACHE_HOME", unset)
+        assert cache.folder() == tmp_path / "home" / ".cache" / "mnist-tracking"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert store._template().parent == tmp_path / "xdg" / "mnist-tracking" / "mlflow"
+    assert cache.jax_compilation_cache() == tmp_path / "xdg" / "mnist-tracking" / "jax"
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+    assert cache.jax_compilation_cache() == tmp_path / "mine"
