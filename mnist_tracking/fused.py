@@ -23,8 +23,10 @@ def fuse_epochs(model: keras.Model, batches: EpochBatches) -> None:
     if keras.backend.backend() != "jax" or model.steps_per_execution != len(batches):
         raise ValueError(f"fuse_epochs needs the JAX backend and steps_per_execution={len(batches)} (one call an "
                          f"epoch); got {keras.backend.backend()} and {model.steps_per_execution}")
-    # On device once per fit; XLA on CPU uses a 64-byte-aligned array in place (see data.py), without a copy.
-    x, y = jax.device_put(batches.x), jax.device_put(batches.y)
+    # On device once per fit; XLA on CPU uses a 64-byte-aligned array in place (see data.py), without a copy. Each
+    # image as one row: XLA gathers whole rows faster than (28, 28) blocks (mlp64 ~10% an epoch; dense the same).
+    shape = batches.x.shape[1:]
+    x, y = jax.device_put(batches.x.reshape(len(batches.x), -1)), jax.device_put(batches.y)
     size = batches.batch_size
 
     @functools.partial(jax.jit, donate_argnums=0)
@@ -33,11 +35,11 @@ def fuse_epochs(model: keras.Model, batches: EpochBatches) -> None:
         last = (len(order) - 1) // size * size
 
         def step(state, idx):
-            _, state = model.train_step(state, (x[idx], y[idx]))
+            _, state = model.train_step(state, (x[idx].reshape(-1, *shape), y[idx]))
             return state, None
 
         state, _ = jax.lax.scan(step, state, order[:last].reshape(-1, size))
-        return model.train_step(state, (x[order[last:]], y[order[last:]]))
+        return model.train_step(state, (x[order[last:]].reshape(-1, *shape), y[order[last:]]))
 
     def train_function(state, iterator):
         # Keras's iterator over `batches` is left unread: the compiled epoch gathers the same batches on device,
