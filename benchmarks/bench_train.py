@@ -111,39 +111,39 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
 
 def run_measured(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
     """Runs a command to completion; returns its wall time in seconds and its own peak RSS in MB."""
-    cwd.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with open(cwd / "command.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=job_env(env), stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+    proc = start_job(cmd, cwd, env)
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{(cwd / 'command.log').read_text()[-3000:]}")
+    check_job(cmd, cwd, os.waitstatus_to_exitcode(status))
     return wall, usage.ru_maxrss / 1024
-
-
-def job_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment for a job, less what would point it elsewhere: each job uses the default store
-    in its own folder (no tracking URI inherited) and the backend its command asks for."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "KERAS_BACKEND")}
-    return {**clean, **(extra or {})}
 
 
 def run_together(cmds: list[list[str]], cwds: list[Path]) -> float:
     """Runs commands side by side, each in its own folder; returns the wall time until the last one ends."""
     start = time.perf_counter()
-    procs = []
-    for cmd, cwd in zip(cmds, cwds):
-        cwd.mkdir(parents=True, exist_ok=True)
-        with open(cwd / "command.log", "w") as log:
-            procs.append(subprocess.Popen(cmd, cwd=cwd, env=job_env(), stdout=log, stderr=subprocess.STDOUT))
+    procs = [start_job(cmd, cwd) for cmd, cwd in zip(cmds, cwds)]
     codes = [proc.wait() for proc in procs]
     wall = time.perf_counter() - start
     for cmd, cwd, code in zip(cmds, cwds, codes):
-        if code != 0:
-            sys.exit(f"failed: {' '.join(cmd)}\n{(cwd / 'command.log').read_text()[-3000:]}")
+        check_job(cmd, cwd, code)
     return wall
+
+
+def start_job(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Starts a command in `cwd`, its output to `cwd`/command.log, with this process's environment less what would
+    point it elsewhere: each job uses the default store in its own folder (no tracking URI inherited) and the
+    backend its command asks for."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "KERAS_BACKEND")}
+    cwd.mkdir(parents=True, exist_ok=True)
+    with open(cwd / "command.log", "w") as log:
+        return subprocess.Popen(cmd, cwd=cwd, env={**clean, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+
+
+def check_job(cmd: list[str], cwd: Path, code: int) -> None:
+    """Ends the benchmark with the command's log when it failed."""
+    if code != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{(cwd / 'command.log').read_text()[-3000:]}")
 
 
 def store_runs(workdir: Path, experiment: str = "mnist") -> list[mlflow.entities.Run]:
