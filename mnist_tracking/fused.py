@@ -34,12 +34,15 @@ def fuse_epochs(model: keras.Model, batches: EpochBatches) -> None:
         # The full batches in a scan, then the last one (full or short) on its own: its logs are the epoch's.
         last = (len(order) - 1) // size * size
 
+        def batch(idx):  # the examples at `idx`, images shaped as the model takes them
+            return x[idx].reshape(-1, *shape), y[idx]
+
         def step(state, idx):
-            _, state = model.train_step(state, (x[idx].reshape(-1, *shape), y[idx]))
+            _, state = model.train_step(state, batch(idx))
             return state, None
 
         state, _ = jax.lax.scan(step, state, order[:last].reshape(-1, size))
-        return model.train_step(state, (x[order[last:]].reshape(-1, *shape), y[order[last:]]))
+        return model.train_step(state, batch(order[last:]))
 
     def train_function(state, iterator):
         # Keras's iterator over `batches` is left unread: the compiled epoch gathers the same batches on device,
