@@ -1,12 +1,13 @@
 # The README's two commands: `make study` installs and runs the study, `make test` installs and runs every test.
 PYTHON ?= python3.11
 VENV ?= .venv
+BASE_VENV ?= .venv-base#  the base install alone (what `make study` installs) plus pytest: `make test`'s last stage
 PY := $(VENV)/bin/python
 DATA ?=#         a local mnist.npz (e.g. ../shared/data/mnist.npz); empty: Keras's cache, downloaded when absent
 ARGS ?=#         more Hydra overrides for `make study`
 PYTEST_ARGS ?=#  e.g. PYTEST_ARGS='-m "not slow"' for the fast subset
 
-.PHONY: install install-test study test
+.PHONY: install install-test install-base study test
 
 # The study needs the project alone (JAX, no TensorFlow: a JAX run then never imports it); the tests need every
 # extra, TensorFlow included (they train on both backends).
@@ -20,9 +21,17 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+$(BASE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BASE_VENV)/bin/python -m pip install --quiet -e '.[pytest]'
+	touch $@
+
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+install-base: $(BASE_VENV)/.installed
 
 study: install
 	$(PY) -m mnist_tracking.train experiment=study $(if $(DATA),data.path=$(DATA)) $(ARGS)
@@ -31,6 +40,9 @@ study: install
 # the suite's own run uses the config's default.
 OTHER_BACKEND = $(if $(filter jax,$(shell $(PY) -c "from omegaconf import OmegaConf; print(OmegaConf.load('conf/config.yaml').backend)")),tensorflow,jax)
 
-test: install-test
+# Last, what the docs show for the base install, in a venv that has only that (no TensorFlow), as a user's shell
+# would run it (no KERAS_BACKEND).
+test: install-test install-base
 	$(PY) -m pytest $(PYTEST_ARGS)
 	KERAS_BACKEND=$(OTHER_BACKEND) $(PY) -m pytest -m "backends and not slow"
+	env -u KERAS_BACKEND MNIST_TRACKING_BASE_INSTALL=1 $(BASE_VENV)/bin/python -m pytest -m base_install

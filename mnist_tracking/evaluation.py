@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from mnist_tracking import figures
+from mnist_tracking import figures, model_flavor
 from mnist_tracking.data import MnistData, pixel_scale_offset
 from mnist_tracking.models import INPUT_SHAPE, NUM_CLASSES, on_raw_pixels
 from mnist_tracking.names import MOST_CONFUSED_TAG, OPTIMIZER_STEPS_METRIC
@@ -81,18 +81,22 @@ SIGNATURE = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *I
                            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES))]))
 
 
-def record_evaluation(model: keras.Model, data: MnistData, batch_size: int, normalization: str,
+def record_evaluation(model: keras.Model, data: MnistData, batch_size: int, normalization: str, epoch: int,
+                      test_set: mlflow.data.Dataset | None = None,
                       log_figure: Callable[[Figure, str], None] = mlflow.log_figure) -> dict[str, float]:
-    """Evaluates `model` on the test set and logs to the active run: test metrics (per digit too), the
-    per-digit table and most-confused pairs, figures (through `log_figure`: a `rendering.FigureLog`, say), and
-    the model itself, taking raw pixels (its `normalization` inside it).
+    """Evaluates `model` (its weights as of `epoch`, 0-based) on the test set and logs to the active run: test
+    metrics (per digit too), the per-digit table and most-confused pairs, figures (through `log_figure`: a
+    `rendering.FigureLog`, say), and the model itself, taking raw pixels (its `normalization` inside it).
+
+    The model is logged at step `epoch`, so that MLflow's logged-model record carries that epoch's metrics; the
+    test metrics go to the run and the model at the same step, with the `test_set` dataset (`mnist_test`) they
+    were measured on.
 
     Returns the test metrics (`test_loss`, `test_accuracy`).
     """
     mlflow.log_metric(OPTIMIZER_STEPS_METRIC, int(model.optimizer.iterations))  # updates made: fast == plain
     test_loss, test_accuracy = model.evaluate(data.x_test, data.y_test, batch_size=batch_size, verbose=0)
     metrics = {"test_loss": test_loss, "test_accuracy": test_accuracy}
-    mlflow.log_metrics(metrics)
 
     probabilities = model.predict(data.x_test, batch_size=batch_size, verbose=0)
     labels, predicted = data.y_test.argmax(axis=1), probabilities.argmax(axis=1)
@@ -100,11 +104,12 @@ def record_evaluation(model: keras.Model, data: MnistData, batch_size: int, norm
     log_figure(figures.misclassified(data.x_test, labels, probabilities), "figures/misclassified.png")
     log_figure(figures.confusion_matrix(labels, predicted), "figures/confusion_matrix.png")
     scores, table, confused = per_class_scores(labels, predicted)
-    mlflow.log_metrics(scores)
     mlflow.log_table(table, "evaluation/per_class.json")
     mlflow.log_table(confused, "evaluation/most_confused.json")
     mlflow.set_tag(MOST_CONFUSED_TAG, ", ".join(f"{t}→{p} ({n})" for t, p, n in confused.itertuples(index=False)))
     index_installed_packages().join()  # one index, built once: not again here while the thread still builds it
-    mlflow.keras.log_model(on_raw_pixels(model, *pixel_scale_offset(normalization)), name="model",
-                           signature=SIGNATURE, pip_requirements=model_requirements())
+    # At `epoch`'s step: MLflow links the run's metrics of that step (the epoch's) to the model.
+    info = model_flavor.log_model(on_raw_pixels(model, *pixel_scale_offset(normalization)), name="model",
+                                  signature=SIGNATURE, pip_requirements=model_requirements(), step=epoch)
+    mlflow.log_metrics(metrics | scores, step=epoch, dataset=test_set, model_id=info.model_id)
     return metrics

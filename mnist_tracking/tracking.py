@@ -149,27 +149,39 @@ def _system_metrics(tracking_uri: str, run_id: str, interval: float, resumed: bo
     return monitor
 
 
-def log_datasets(data: MnistData, tracking_uri: str) -> None:
-    """Logs the run's training, validation and test sets as MLflow dataset inputs (name, digest, source, context):
-    the UI's Datasets column and filter, and a digest that runs on the same data share.
+# What each split is called in MLflow, by its dataset context.
+DATASET_NAMES = {"training": "mnist_train", "validation": "mnist_validation", "testing": "mnist_test"}
+
+
+def datasets(data: MnistData) -> dict[str, mlflow.data.Dataset]:
+    """The run's training, validation and test sets as MLflow datasets (name, digest, source), by context."""
+    splits = {"training": (data.x_train, data.y_train), "validation": (data.x_val, data.y_val),
+              "testing": (data.x_test, data.y_test)}
+    found = {}
+    for context, (x, y) in splits.items():
+        with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so for every path
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+            found[context] = mlflow.data.from_numpy(x, targets=y, source=data.source, name=DATASET_NAMES[context],
+                                                    digest=data.digests[context])
+    return found
+
+
+def log_datasets(splits: Mapping[str, mlflow.data.Dataset], tracking_uri: str) -> None:
+    """Logs the run's datasets (from `datasets`) as MLflow dataset inputs, each with its context: the UI's Datasets
+    column and filter, and a digest that runs on the same data share.
 
     MLflow adds a dataset to the experiment when it is new, by a check and then an insert: two jobs that log
     the same new dataset at once race, and the loser fails on the experiment's unique (name, digest). So this
     happens under the store's lock, and a job that loses the race on another machine tries once more.
     """
-    for context, name, x, y in (("training", "mnist_train", data.x_train, data.y_train),
-                                ("validation", "mnist_validation", data.x_val, data.y_val),
-                                ("testing", "mnist_test", data.x_test, data.y_test)):
-        with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so for every path
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-            dataset = mlflow.data.from_numpy(x, targets=y, source=data.source, name=name, digest=data.digests[context])
+    for context, dataset in splits.items():
         with store_lock(tracking_uri):
             try:
                 mlflow.log_input(dataset, context=context)
             except MlflowException as exc:
                 if "UNIQUE constraint" not in str(exc) and "duplicate key" not in str(exc):
                     raise
-                log.info("Dataset %s was added by another job at the same moment; logging it again", name)
+                log.info("Dataset %s was added by another job at the same moment; logging it again", dataset.name)
                 mlflow.log_input(dataset, context=context)
 
 

@@ -87,8 +87,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             mlflow.set_tags({RESUMED_FROM_EPOCH_TAG: first_epoch, ATTEMPT_FROM_EPOCH_TAG.format(attempt): first_epoch})
             log.info("Resuming run %s from epoch %d", stopped.info.run_id, first_epoch)
         tracking.log_config(cfg, job.overrides, logged=stopped and stopped.data.params)
+        splits = tracking.datasets(data)
         if not stopped:  # a continued run has them already; this job's stopped runs that could not be continued
-            tracking.log_datasets(data, tracking_uri)
+            tracking.log_datasets(splits, tracking_uri)
             resume.supersede(tracking_uri, experiment_id, cfg, run.info.run_id)
         batches = training_batches(data.x_train, data.y_train, cfg.data.batch_size, cfg.seed, first_epoch,
                                    cfg.trainer.epochs)
@@ -115,7 +116,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             recorder.close()
             _raise_if_diverged(recorder.history)
             test_metrics = record_evaluation(model, data, cfg.trainer.eval_batch_size, cfg.data.normalization,
-                                             log_figure)
+                                             epoch=len(recorder.history["loss"]) - 1, test_set=splits["testing"],
+                                             log_figure=log_figure)
 
     metrics = {key: values[-1] for key, values in recorder.history.items()} | test_metrics
     log.info("MLflow run %s: test_accuracy=%.4f val_accuracy=%.4f", run.info.run_id, metrics["test_accuracy"],

@@ -35,3 +35,32 @@ def test_a_run_records_per_digit_scores(make_cfg, store):
     assert weighted == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     assert {"evaluation/per_class.json", "evaluation/most_confused.json"} <= artifact_paths(client, run.info.run_id)
     assert run.data.tags["most_confused"].count("→") == 3
+
+
+def test_the_logged_model_carries_its_last_epochs_metrics_its_test_set_and_the_runs_params(make_cfg, store):
+    """MLflow 3's logged-model record (the Models tab, search_logged_models): the saved weights' epoch, not epoch 0."""
+    train(make_cfg("trainer.epochs=3"))
+    [run] = runs(store)
+    client = mlflow.MlflowClient(store)
+    [model] = client.search_logged_models([run.info.experiment_id])
+    linked = {(m.key, m.dataset_name): m for m in model.metrics}
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        last = max(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        assert last.step == 2
+        assert (linked[key, None].value, linked[key, None].step) == (last.value, 2), key
+    [test_set] = [d.dataset for d in run.inputs.dataset_inputs if d.dataset.name == "mnist_test"]
+    for key in ("test_accuracy", "test_loss", "test_macro_precision", "test_macro_recall", "test_macro_f1"):
+        metric = linked[key, "mnist_test"]
+        assert (metric.value, metric.step, metric.dataset_digest) == (run.data.metrics[key], 2, test_set.digest)
+    assert {key: model.params[key] for key in run.data.params} == run.data.params
+
+
+def test_logged_models_rank_by_their_final_validation_accuracy(make_cfg, store):
+    for model in ("dense", "mlp64"):
+        train(make_cfg(f"model={model}"))
+    finals = {run.info.run_id: run.data.metrics["val_accuracy"] for run in runs(store)}
+    ranked = mlflow.MlflowClient(store).search_logged_models(
+        [runs(store)[0].info.experiment_id], order_by=[{"field_name": "metrics.val_accuracy", "ascending": False}])
+    assert [m.source_run_id for m in ranked] == sorted(finals, key=finals.get, reverse=True)
+    assert [next(x.value for x in m.metrics if x.key == "val_accuracy") for m in ranked] == sorted(finals.values(),
+                                                                                                 reverse=True)

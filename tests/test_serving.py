@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,14 +29,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(model_uri: str, tracking_uri: str, port: int) -> subprocess.Popen:
-    """`mlflow models serve` on loopback, as the README shows it (the virtual environment activated: MLflow
-    starts `uvicorn` from PATH), in its own process group."""
+def serve(model_uri: str, tracking_uri: str, port: int, env_manager: str = "local",
+          env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`mlflow models serve` on loopback, as the docs show it (the virtual environment activated: MLflow starts
+    `uvicorn` and `uv` from PATH), in its own process group; `env`: the shell's environment (default: this one's)."""
     venv_bin = str(Path(sys.executable).parent)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": venv_bin + os.pathsep + os.environ["PATH"]}
+    env = {**(os.environ if env is None else env), "MLFLOW_TRACKING_URI": tracking_uri,
+           "PATH": venv_bin + os.pathsep + os.environ["PATH"]}
     return subprocess.Popen([f"{venv_bin}/mlflow", "models", "serve", "-m", model_uri, "--env-manager",
-                             "local", "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.PIPE,
+                             env_manager, "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Ends a server that `serve` started, with everything it started (uvicorn's workers)."""
+    with contextlib.suppress(ProcessLookupError):  # it may have exited already: the test's assertion says why
+        os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
 
 
 def wait_until_up(proc: subprocess.Popen, port: int, timeout_s: float = 180) -> None:
@@ -93,8 +103,7 @@ def test_a_worse_sweep_registers_but_the_champion_stays_and_serves(tmp_path):
         assert served.shape == (8, 10)
         assert served.argmax(axis=1).tolist() == printed
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
 
 
 LOAD = """
@@ -126,3 +135,29 @@ def test_a_model_logged_on_one_backend_loads_on_the_other(make_cfg, store):
     mlflow.set_tracking_uri(store)
     here = np.asarray(mlflow.pyfunc.load_model(uri).predict(np.load(FIXTURE)["x_test"][:20]))
     np.testing.assert_allclose(np.asarray(loaded["probabilities"]), here, atol=1e-5)
+
+
+def test_the_champion_serves_from_an_environment_built_from_its_own_requirements(make_cfg, store):
+    """`--env-manager uv`: a fresh environment from the model's requirements.txt, nothing of this project in it
+    (as `mlflow models build-docker` and deployment targets build), answers raw pixels as the run's model does."""
+    from mnist_tracking.registry import promote_if_better, register_run_model
+    from mnist_tracking.train import train
+    from tests.helpers import runs
+
+    train(make_cfg())
+    [run] = runs(store)
+    mlflow.set_tracking_uri(store)
+    client = mlflow.MlflowClient(store)
+    promote_if_better(client, register_run_model(client, run.info.run_id, "mnist-best"), "val_accuracy", minimize=False)
+    pixels = np.load(FIXTURE)["x_test"][:20]
+    expected = np.asarray(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(pixels))
+    port = free_port()
+    server = serve("models:/mnist-best@champion", store, port, env_manager="uv",
+                   env={k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"})
+    try:
+        wait_until_up(server, port, timeout_s=540)  # the first build downloads the requirements
+        response = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": pixels.tolist()}, timeout=60)
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(np.asarray(response.json()["predictions"]), expected, atol=1e-5)
+    finally:
+        stop(server)
