@@ -7,7 +7,7 @@ DATA ?=#         a local mnist.npz (e.g. ../shared/data/mnist.npz); empty: Keras
 ARGS ?=#         more Hydra overrides for `make study`
 PYTEST_ARGS ?=#  e.g. PYTEST_ARGS='-m "not slow"' for the fast subset
 
-.PHONY: install install-test install-base study test
+.PHONY: install install-test install-base study test docs docs-figures
 
 # The study needs the project alone (JAX, no TensorFlow: a JAX run then never imports it); the tests need every
 # extra, TensorFlow included (they train on both backends).
@@ -46,3 +46,13 @@ test: install-test install-base
 	$(PY) -m pytest $(PYTEST_ARGS)
 	KERAS_BACKEND=$(OTHER_BACKEND) $(PY) -m pytest -m "backends and not slow"
 	env -u KERAS_BACKEND MNIST_TRACKING_BASE_INSTALL=1 $(BASE_VENV)/bin/python -m pytest -m base_install
+	$(VENV)/bin/mkdocs build --strict --site-dir $$(mktemp -d)
+
+# The docs site at http://127.0.0.1:8000, rebuilt as pages change.
+docs: install-test
+	$(VENV)/bin/mkdocs serve
+
+# Runs the documented experiments into a temporary store and writes docs/results.md and every image the docs show
+# (the UI's screenshots through ../shared/tools/ui-check). DATA: the full mnist.npz.
+docs-figures: install-test
+	$(PY) scripts/docs_figures.py --data-path $(or $(DATA),$(error docs-figures needs DATA=path/to/mnist.npz))

@@ -13,11 +13,15 @@ serial sweeps started at once (what two workers could give at best), the study a
 MLflow's own Keras callback and default model logging (TensorFlow), per-epoch tracking and checkpoint
 overhead (`--only-epochs`: just these), and one system-metrics sample. Every job runs as the real CLI in a
 subprocess, one at a time (two timed jobs side by side would measure each other), but for that row's two.
+
+`--markdown` also writes the invocation's table to benchmarks/RESULTS.md and benchmarks/results.json, headed by
+where it was measured: the commit, the versions, the CPU, the date and the command.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import mlflow
@@ -249,11 +254,57 @@ class Rows(list):
         super().append(row)
         print(f"{row[0]}: {row[1]}", flush=True)
 
-    def table(self) -> None:
+    def markdown(self) -> str:
         width = max(len(key) for key, _ in self)
-        print(f"\n| {'measure'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
-        for key, value in self:
-            print(f"| {key.ljust(width)} | {value} |")
+        lines = [f"| {'measure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
+        return "\n".join(lines + [f"| {key.ljust(width)} | {value} |" for key, value in self])
+
+    def table(self) -> None:
+        print("\n" + self.markdown())
+
+
+def provenance(argv: list[str]) -> dict[str, str]:
+    """Where and how the figures were measured: the commit, the versions, the machine, the date, the command."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+    def installed(name: str, python: str = sys.executable) -> str:
+        if python != sys.executable:
+            done = subprocess.run([python, "-c", f"from importlib.metadata import version; print(version({name!r}))"],
+                                  capture_output=True, text=True)
+            return done.stdout.strip() if done.returncode == 0 else "not installed"
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    commit = git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if git("status", "--porcelain",
+                                                                                          "--untracked-files=no")
+                                                    else "")
+    return {"commit": commit, "date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *argv]),
+            "machine": f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} {platform.release()}",
+            "python": platform.python_version(),
+            **{name: installed(name) for name in ("keras", "mlflow", "tensorflow", "numpy")},
+            "jax (JAX jobs)": installed("jax", PYTHON["jax"]),
+            "tensorflow in the JAX jobs' install": installed("tensorflow", PYTHON["jax"])}
+
+
+def write_results(rows: Rows, argv: list[str]) -> None:
+    """benchmarks/RESULTS.md (the table under its provenance) and benchmarks/results.json (the same, raw)."""
+    where = provenance(argv)
+    header = "\n".join(f"- **{key}**: {value}" for key, value in where.items())
+    (ROOT / "benchmarks" / "RESULTS.md").write_text(
+        "# Benchmark results\n\nWritten by `benchmarks/bench_train.py --markdown`: the latest invocation only "
+        "(earlier ones are in git's history of this file). Read ratios rather than absolute times: a shared machine's "
+        "other tenants move them.\n\n" + header + "\n\n" + rows.markdown() + "\n", encoding="utf-8")
+    (ROOT / "benchmarks" / "results.json").write_text(
+        json.dumps({"provenance": where, "rows": [{"measure": key, "value": value} for key, value in rows]},
+                   indent=2) + "\n", encoding="utf-8")
+    print("Wrote benchmarks/RESULTS.md and benchmarks/results.json", flush=True)
 
 
 def epoch_rows(rows: Rows, data_path: str) -> None:
@@ -346,6 +397,8 @@ def main() -> None:
     parser.add_argument("--only-epochs", action="store_true",
                         help="only the per-epoch tracking and checkpoint overhead rows (~1 min)")
     parser.add_argument("--scale", action="store_true", help="also the 200-job sweep row (~15 min more)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also write the table, with its provenance, to benchmarks/RESULTS.md and results.json")
     parser.add_argument("--jax-python", default=sys.executable,
                         help="the Python for the JAX jobs, e.g. an install without TensorFlow (default: this one)")
     args = parser.parse_args()
@@ -354,7 +407,7 @@ def main() -> None:
     rows = Rows()
     if args.only_epochs:
         epoch_rows(rows, args.data_path)
-        return rows.table()
+        return finish(rows, args.markdown)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     print(f"mnist-tracking benchmark: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, working in {work}", flush=True)
@@ -392,7 +445,14 @@ def main() -> None:
     epoch_rows(rows, args.data_path)
     if args.scale:
         scale_row(rows, data, work)
+    finish(rows, args.markdown)
+
+
+def finish(rows: Rows, markdown: bool) -> None:
+    """Prints the table; with `markdown`, writes it to benchmarks/RESULTS.md too."""
     rows.table()
+    if markdown:
+        write_results(rows, sys.argv)
 
 
 if __name__ == "__main__":
