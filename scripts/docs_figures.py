@@ -152,20 +152,27 @@ def optuna_section(client: mlflow.MlflowClient) -> str:
             "![validation accuracy per epoch of each trial](images/optuna_val_accuracy.png)\n")
 
 
-def provenance(name: str) -> str:
-    """The block that says where a result was measured (the docs tests allow dates only inside such blocks)."""
+# What a result depends on: a change to these, not yet committed, is named in the provenance.
+CODE = ["mnist_tracking", "conf", "hydra_plugins", "pyproject.toml"]
+
+
+def machine() -> str:
+    """The commit (and whether the code differs from it), the date, the versions and the CPU: one line each."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", *CODE], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     versions = ", ".join(f"{package} {version(package)}" for package in ("keras", "jax", "mlflow", "numpy"))
-    lines = [f"commit `{commit.stdout.strip()}`{' (with uncommitted changes)' if dirty else ''}, "
-             f"{datetime.date.today().isoformat()}",
-             f"Python {platform.python_version()}, {versions}",
-             f"{cpu}, {os.cpu_count()} cores, no GPU" if not shutil.which("nvidia-smi") else f"{cpu}, a GPU",
-             f"`{' '.join(command(name, '../shared/data/mnist.npz'))}`"]
-    return "<!-- provenance -->\n**Provenance:** " + "; ".join(lines) + ".\n<!-- /provenance -->\n"
+    return "; ".join([f"commit `{commit.stdout.strip()}`{' (with uncommitted code changes)' if dirty else ''}, "
+                      f"{datetime.date.today().isoformat()}", f"Python {platform.python_version()}, {versions}",
+                      f"{cpu}, {os.cpu_count()} cores, {'a GPU' if shutil.which('nvidia-smi') else 'no GPU'}"])
+
+
+def provenance(name: str, where: str) -> str:
+    """The block that says where a result was measured (the docs tests allow dates only inside such blocks)."""
+    return (f"<!-- provenance -->\n**Provenance:** {where}; "
+            f"`{' '.join(command(name, '../shared/data/mnist.npz'))}`.\n<!-- /provenance -->\n")
 
 
 INTRO = """# Results
@@ -204,12 +211,13 @@ def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="docs-figures-"))
     names = args.only.split(",")
+    where = machine()  # before anything runs: the state of the code the results come from
     parts = [INTRO]
     for name in names:
         client = run_experiment(name, args.data_path.resolve(), work)
         title, text, section = SECTIONS[name]
         parts.append(f"## {title}\n\n{text}\n\n```bash\n{' '.join(command(name, '../shared/data/mnist.npz'))}\n```"
-                     f"\n\n{section(client)}\n{provenance(name)}")
+                     f"\n\n{section(client)}\n{provenance(name, where)}")
         if name == "study":
             screenshots(args.ui_check, work / "study")
     if names == list(EXPERIMENTS):
