@@ -282,9 +282,10 @@ def provenance(argv: list[str]) -> dict[str, str]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    commit = git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if git("status", "--porcelain",
-                                                                                          "--untracked-files=no")
-                                                    else "")
+    # What the figures depend on: uncommitted changes there are named (a change to the docs is not).
+    code = ["mnist_tracking", "conf", "hydra_plugins", "pyproject.toml", "benchmarks/bench_train.py"]
+    commit = git("rev-parse", "--short", "HEAD") + (" (with uncommitted code changes)"
+                                                    if git("status", "--porcelain", "--", *code) else "")
     return {"commit": commit, "date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *argv]),
             "machine": f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} {platform.release()}",
             "python": platform.python_version(),
