@@ -70,7 +70,14 @@ def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, dirs: boo
     fixed = [f"hydra.run.dir={cwd}/outputs", f"hydra.sweep.dir={cwd}/multirun"] if dirs else []
     return subprocess.Popen(
         [sys.executable, "-m", "mnist_tracking.train", *args, *fixed],
-        cwd=cwd, env=cli_env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+        cwd=cwd, env=cli_env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=default_sigint, **kwargs)
+
+
+def default_sigint() -> None:
+    """Ctrl-C's default in a command a test starts, as a terminal gives it: a suite started as a script's
+    background job (`bash .ci/run &`) ignores SIGINT, and its children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, dirs: bool = True) -> tuple[int, str]:
@@ -101,9 +108,7 @@ def signal_while_training(args: list[str], cwd: Path, sig: int = signal.SIGTERM,
 
     SIGINT goes to the CLI's whole process group, as a terminal's Ctrl-C does; other signals to the CLI alone.
     """
-    # Ctrl-C's SIGINT stays ignored in a child of a shell's background job: give the CLI the default back.
-    proc = cli([*args, "trainer.epochs=500"], cwd, env, start_new_session=True,
-               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = cli([*args, "trainer.epochs=500"], cwd, env, start_new_session=True)
     watchdog = threading.Timer(600, lambda: os.killpg(proc.pid, signal.SIGKILL))  # a hung start must not hang CI
     watchdog.start()
     try:

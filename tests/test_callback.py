@@ -62,7 +62,18 @@ def test_without_a_run_it_says_how_to_get_one(store, fit_args):
         model.fit(data.x_train[:10], data.y_train[:10], epochs=1, verbose=0, callbacks=[MlflowCallback()])
 
 
-def test_a_ctrl_c_that_something_swallowed_still_stops_the_fit(fit_args):
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt during the test, as in a terminal, however the suite was started (a script's
+    background job ignores SIGINT)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_that_something_swallowed_still_stops_the_fit(fit_args, ctrl_c_raises):
     import os
     import signal
 
