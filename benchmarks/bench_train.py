@@ -178,15 +178,13 @@ def fast_epoch_seconds(data_path: str, epochs: int = 6, rounds: int = 6) -> tupl
     os.environ.setdefault("KERAS_BACKEND", str(OmegaConf.load(ROOT / "conf" / "config.yaml").backend))
     import keras
 
-    from mnist_tracking.callback import MlflowCallback
-    from mnist_tracking.checkpoint import save_checkpoint
-    from mnist_tracking.data import load_mnist
-    from mnist_tracking.fused import fuse_epochs
-    from mnist_tracking.models import mlp
-    from mnist_tracking.pipeline import training_batches
+    from mnist_tracking.tracking.callback import MlflowCallback
+    from mnist_tracking.ml.checkpoint import save_checkpoint
+    from mnist_tracking.ml.mnist import load_mnist
+    from mnist_tracking.ml.fit import compile_model, fit
+    from mnist_tracking.ml.models import mlp
 
     data = load_mnist(data_path, "standard", 0.25, None, None)
-    steps = -(-len(data.x_train) // 32)
     variants = {"untracked": lambda tmp: [], "tracked": lambda tmp: [MlflowCallback()],
                 "tracked + checkpoint every epoch": lambda tmp: [MlflowCallback(checkpoint_every=1, checkpoint_dir=tmp)]}
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -197,21 +195,16 @@ def fast_epoch_seconds(data_path: str, epochs: int = 6, rounds: int = 6) -> tupl
             for name in names[round_ % 3:] + names[:round_ % 3]:  # each variant first, second and third in turn
                 callbacks = variants[name]
                 keras.utils.set_random_seed(42)
-                model = mlp(64, "relu")
-                batches = training_batches(data.x_train, data.y_train, 32, 42, 0, epochs)
-                model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy",
-                              metrics=["accuracy"], steps_per_execution=steps)
-                if keras.backend.backend() == "jax":
-                    fuse_epochs(model, batches)  # as train() does
+                model = mlp(64, "relu", data.input_shape, data.num_classes)
+                compile_model(model, keras.optimizers.SGD(0.01), data, fast=True)  # as train() does
                 epoch: list[float] = []
                 timer = keras.callbacks.LambdaCallback(
                     on_epoch_begin=lambda e, logs: epoch.append(-time.perf_counter()),
                     on_epoch_end=lambda e, logs: epoch.__setitem__(-1, epoch[-1] + time.perf_counter()))
                 # The timer comes last, so a tracked epoch includes MlflowCallback's work.
                 with mlflow.start_run():
-                    model.fit(batches, steps_per_epoch=steps,
-                              epochs=epochs, verbose=0, callbacks=[*callbacks(Path(tmp)), timer], shuffle=False,
-                              validation_data=(data.x_val, data.y_val), validation_batch_size=1024)
+                    fit(model, data, epochs=epochs, seed=42, fast=True, eval_batch_size=1024,
+                        callbacks=[*callbacks(Path(tmp)), timer])
                 times[name] += epoch[1:]  # the first epoch also traces the compiled step
         save, store = [], []
         client = mlflow.MlflowClient()
@@ -351,7 +344,7 @@ def first_store_row(rows: Rows, data: str, work: Path) -> None:
     machine or MLflow version): MLflow builds the store's tables itself. Matplotlib's and JAX's caches stay."""
     import matplotlib
 
-    from mnist_tracking import cache
+    from mnist_tracking.runtime import cache
 
     env = {"XDG_CACHE_HOME": str(work / "first-store-cache"), "MPLCONFIGDIR": matplotlib.get_cachedir(),
            "JAX_COMPILATION_CACHE_DIR": str(cache.jax_compilation_cache())}

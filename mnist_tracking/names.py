@@ -49,4 +49,9 @@ OPTIMIZABLE_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss",
 DIRECTIONS = ("maximize", "minimize")  # Optuna's words for them
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # what Keras logs each epoch, with step = epoch
 CURVES = ("val_accuracy", "val_loss")  # per-epoch metrics a sweep report draws for every job
+# MLflow datasets: a run's splits, named for its dataset (mnist_train, digits_test, ...), by dataset context.
+DATASET_NAME = "{dataset}_{split}"
+DATASET_SPLITS = {"training": "train", "validation": "validation", "testing": "test"}
 OPTIMIZER_STEPS_METRIC = "optimizer_steps"  # updates a run made (the fast path makes as many as a plain fit)
+# A run's metrics that are not per epoch (by prefix); every other one is, whatever adds it (a callback, say).
+NOT_EPOCH_METRICS = ("test_", "system/", OPTIMIZER_STEPS_METRIC)

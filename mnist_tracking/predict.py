@@ -5,7 +5,8 @@
     python -m mnist_tracking.predict --model models:/mnist-best/3 mnist.npz   # an .npz: its x_test, or its one array
 
 Prints one line per image: where it came from, the predicted digit and its probability. Images are raw
-pixels as a file holds them (0-255, 28x28, white digit on black as in MNIST); the model normalizes them.
+pixels as a file holds them (for MNIST 0-255, 28x28, white digit on black); the model normalizes them. Their
+size must be the one the model takes (its signature's: 8x8 for a model trained with data=digits).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.models import INPUT_SHAPE
 from mnist_tracking.names import CHAMPION_ALIAS
 
 log = logging.getLogger(__name__)
@@ -27,23 +27,27 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".png", ".npy", ".npz")
 
 
-def _pixels(array: np.ndarray, source: str) -> np.ndarray:
-    """`array` as uint8 images of shape (n, 28, 28); ConfigError naming `source` if it cannot be."""
-    if array.shape == INPUT_SHAPE:
+def _pixels(array: np.ndarray, source: str, shape: tuple[int, ...] | None) -> np.ndarray:
+    """`array` as uint8 images of shape (n, *shape) (any 2-D shape when None); ConfigError naming `source` if it
+    cannot be."""
+    size = "x".join(map(str, shape)) if shape else "HxW"
+    if array.ndim == 2 and (shape is None or array.shape == shape):
         array = array[None]
-    if array.ndim != 3 or array.shape[1:] != INPUT_SHAPE or not array.size:
-        raise ConfigError(f"{source}: shape {array.shape} is invalid: give 28x28 images, as (28, 28) or (n, 28, 28).")
+    if array.ndim != 3 or (shape is not None and array.shape[1:] != shape) or not array.size:
+        raise ConfigError(f"{source}: shape {array.shape} is invalid: give {size} images, as ({', '.join(size.split('x'))}) "
+                          f"or (n, {', '.join(size.split('x'))}).")
     if array.dtype.kind not in "uif" or (array.size and (array.min() < 0 or array.max() > 255)):
         raise ConfigError(f"{source}: {array.dtype} values from {array.min()} to {array.max()} are invalid: give raw "
                           "pixels from 0 to 255, as an image holds them.")
     if array.dtype.kind == "f" and array.max() <= 1 and np.any(array != np.round(array)):
-        raise ConfigError(f"{source}: values in [0, 1] look already scaled: give raw pixels from 0 to 255 (the model "
-                          "normalizes them as training did).")
+        raise ConfigError(f"{source}: values in [0, 1] look already scaled: give raw pixels as an image holds them "
+                          "(the model normalizes them as training did).")
     return np.rint(array).astype(np.uint8)
 
 
-def read_images(path: Path) -> tuple[np.ndarray, list[str]]:
-    """The images in a PNG, .npy or .npz file as uint8 (n, 28, 28), and a label for each."""
+def read_images(path: Path, shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, list[str]]:
+    """The images in a PNG, .npy or .npz file as uint8 (n, *shape), and a label for each. `shape`: what the model
+    takes (its signature's); None: any 2-D shape."""
     if path.suffix.lower() not in SUFFIXES:
         raise ConfigError(f"{path}: a {path.suffix or 'suffix-less'} file is not supported: give {', '.join(SUFFIXES)}.")
     if not path.is_file():
@@ -52,10 +56,10 @@ def read_images(path: Path) -> tuple[np.ndarray, list[str]]:
         from PIL import Image
 
         with Image.open(path) as image:
-            if image.size != INPUT_SHAPE:
-                raise ConfigError(f"{path}: a {image.size[0]}x{image.size[1]} image is invalid: give 28x28 pixels, as "
-                                  "MNIST's digits are.")
-            return _pixels(np.asarray(image.convert("L")), str(path)), [str(path)]
+            if shape is not None and image.size[::-1] != shape:
+                raise ConfigError(f"{path}: a {image.size[0]}x{image.size[1]} image is invalid: give "
+                                  f"{shape[1]}x{shape[0]} pixels, as the model's training images are.")
+            return _pixels(np.asarray(image.convert("L")), str(path), shape), [str(path)]
     if path.suffix.lower() == ".npy":
         array = np.load(path, allow_pickle=False)
     else:
@@ -65,8 +69,17 @@ def read_images(path: Path) -> tuple[np.ndarray, list[str]]:
                 raise ConfigError(f"{path}: arrays {npz.files} are ambiguous: give an .npz with one array, or with "
                                   "x_test (Keras's mnist.npz layout).")
             array = npz[names[0]]
-    images = _pixels(array, str(path))
+    images = _pixels(array, str(path), shape)
     return images, [f"{path}[{i}]" for i in range(len(images))] if array.ndim == 3 else [str(path)]
+
+
+def input_shape(model_uri: str) -> tuple[int, ...]:
+    """The image shape the model at `model_uri` takes, from its signature (MNIST's for a model without one)."""
+    import mlflow
+
+    info = mlflow.models.get_model_info(model_uri)
+    [spec] = info.signature.inputs.inputs if info.signature else [None]
+    return tuple(spec.shape[1:]) if spec is not None and spec.shape else (28, 28)
 
 
 def default_model_uri() -> str:
@@ -85,7 +98,7 @@ def predict(model_uri: str, images: np.ndarray) -> np.ndarray:
     """
     import mlflow
 
-    from mnist_tracking.data import normalize_images
+    from mnist_tracking.ml.mnist import normalize_images
 
     info = mlflow.models.get_model_info(model_uri)
     [spec] = info.signature.inputs.inputs if info.signature else [None]
@@ -100,13 +113,13 @@ def predict(model_uri: str, images: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     """Prints the predicted digit and its probability for each image in FILEs."""
     parser = argparse.ArgumentParser(prog="python -m mnist_tracking.predict", description=main.__doc__)
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PNG images (28x28), .npy or .npz arrays")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PNG images, .npy or .npz arrays, sized as the model takes them (28x28 for MNIST)")
     parser.add_argument("--model", help="a model URI (default: models:/mnist-best@champion)")
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from mnist_tracking.redaction import redact_text
-    from mnist_tracking.store import existing_store, resolve_tracking_uri
+    from mnist_tracking.runtime.redaction import redact_text
+    from mnist_tracking.tracking.store import existing_store, resolve_tracking_uri
 
     try:
         loaded = [read_images(path) for path in args.files]  # every file checked before the model loads
@@ -120,10 +133,13 @@ def main(argv: list[str] | None = None) -> None:
 
     mlflow.set_tracking_uri(tracking_uri)
     model_uri = args.model or default_model_uri()
-    images = np.concatenate([images for images, _ in loaded])
     try:  # whatever loading and predicting print (Keras's progress bar) goes to stderr: stdout is the digits
+        shape = input_shape(model_uri)
+        images = np.concatenate([_pixels(images, str(path), shape) for path, (images, _) in zip(args.files, loaded)])
         with contextlib.redirect_stdout(sys.stderr):
             probabilities = predict(model_uri, images)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     except MlflowException as exc:
         raise SystemExit(f"error: cannot load {model_uri} from {redact_text(tracking_uri)}: {exc.message}. A sweep registers its "
                          "best model and names the champion (python -m mnist_tracking.train -m ...); or pass --model "

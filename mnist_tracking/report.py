@@ -19,12 +19,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from mnist_tracking import figures
+from mnist_tracking.ml import figures
 from mnist_tracking.names import (CURVES, OPTIMIZABLE_METRICS, OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG,
                                   OVERRIDES_TAG, PARENT_RUN_TAG, REUSED_TAG_PREFIX, SUPERSEDED_TAG, SWEEP_TAG,
                                   SWEPT_KEYS_TAG)
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.store import existing_store, resolve_tracking_uri
+from mnist_tracking.tracking.store import existing_store, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 

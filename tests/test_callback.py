@@ -6,8 +6,8 @@ import keras
 import mlflow
 import pytest
 
-from mnist_tracking.callback import MlflowCallback
-from mnist_tracking.data import load_mnist
+from mnist_tracking.tracking.callback import MlflowCallback
+from mnist_tracking.ml.mnist import load_mnist
 from tests.helpers import FIXTURE
 
 pytestmark = pytest.mark.backends  # every test here: `make test` runs them on each Keras backend
@@ -79,7 +79,7 @@ def test_a_ctrl_c_that_something_swallowed_still_stops_the_fit(fit_args, ctrl_c_
 
     import keras
 
-    from mnist_tracking.callback import KeepInterrupts
+    from mnist_tracking.ml.callbacks import KeepInterrupts
 
     model, data = fit_args
     epochs = []

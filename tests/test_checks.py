@@ -104,7 +104,7 @@ def test_earlier_runs_survive_a_bad_input(make_cfg, store):
 def test_a_process_keeps_the_keras_backend_it_started_with():
     import keras
 
-    from mnist_tracking.backend import use_backend
+    from mnist_tracking.runtime.backend import use_backend
 
     other = "tensorflow" if keras.backend.backend() == "jax" else "jax"
     with pytest.raises(ConfigError, match=f"backend='{other}' is invalid here: this process already runs Keras on "

@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from mnist_tracking import cache
+from mnist_tracking.runtime import cache
 from tests.helpers import FIXTURE, cli_env, runs, store_of, sweep_runs
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from hydra.errors import MissingConfigException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 
-from mnist_tracking.job import run_name
+from mnist_tracking.runtime.job import run_name
 from tests.helpers import CONF_DIR, compose_config
 
 OPTIONS = sorted(
@@ -40,14 +40,17 @@ def test_study_defaults():
 
 @pytest.mark.parametrize(("option", "params"), [("dense", 7_850), ("mlp64", 50_890), ("mlp", 109_386), ("cnn", 34_826)])
 def test_models_build_with_expected_sizes(option, params):
-    model = instantiate(compose_config([f"model={option}"]).model, _convert_="all")
+    model = instantiate(compose_config([f"model={option}"]).model, input_shape=(28, 28), num_classes=10, _convert_="all")
     assert model.count_params() == params
     assert model.output_shape == (None, 10)
 
 
+MNIST = {"input_shape": (28, 28), "num_classes": 10}  # what train() passes a builder from the dataset
+
+
 def test_mlp_width_and_depth_from_hidden_units():
-    wide = instantiate(compose_config(["model=mlp", "model.hidden_units=32"]).model, _convert_="all")
-    deep = instantiate(compose_config(["model=mlp", "model.hidden_units=[32,16,8]"]).model, _convert_="all")
+    wide = instantiate(compose_config(["model=mlp", "model.hidden_units=32"]).model, **MNIST, _convert_="all")
+    deep = instantiate(compose_config(["model=mlp", "model.hidden_units=[32,16,8]"]).model, **MNIST, _convert_="all")
     assert [layer.units for layer in wide.layers[1:]] == [32, 10]
     assert [layer.units for layer in deep.layers[1:]] == [32, 16, 8, 10]
 
@@ -76,7 +79,7 @@ def test_optuna_search_space():
     assert sweeper.direction == "maximize" and cfg.optimized_metric == "val_accuracy"
     assert sweeper.params == {"optimizer.learning_rate": "tag(log, interval(0.001, 0.3))",
                               "model.hidden_units": "choice(32, 64, 128, 256)", "data.batch_size": "choice(32, 64, 128)"}
-    assert cfg.hydra.callbacks.mlflow_sweep._target_ == "mnist_tracking.sweep.MlflowSweepCallback"
+    assert cfg.hydra.callbacks.mlflow_sweep._target_ == "mnist_tracking.sweeps.callback.MlflowSweepCallback"
 
 
 def test_optuna_direction_is_the_root_configs():

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 
-from mnist_tracking.data import load_mnist
+from mnist_tracking.ml.mnist import load_mnist
 from tests.helpers import FIXTURE
 
 

@@ -65,9 +65,9 @@ def test_every_documented_train_command_composes(where, args, tmp_path):
     if any(arg in ("--help", "-h") for arg in args):
         return  # answered before any config is composed
     extra = []
-    if where.startswith("docs/guides/your-own-model.md"):  # its commands use the option the guide adds
-        _, files, _ = own_model_files()
-        write_files(tmp_path, files)
+    if where.startswith(("docs/guides/your-own-model.md", "docs/guides/your-own-data.md")):
+        # their commands use the option the guide adds
+        write_files(tmp_path, own_model_files()[1] if "own-model" in where else own_data_files())
         extra = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
     for overrides in variants(args):
         compose_config([*overrides, *extra])
@@ -167,6 +167,12 @@ def own_model_files() -> tuple[str, dict[str, str], list[str]]:
     return module_name, {module_name: module.code, option_path: option.code}, shlex.split(command.code, comments=True)
 
 
+def own_data_files() -> dict[str, str]:
+    """The worked example of docs/guides/your-own-data.md: its module and its config option, by path."""
+    module, option, _ = tagged("own-data")
+    return {block.code.splitlines()[0].removeprefix("# ").split()[0]: block.code for block in (module, option)}
+
+
 def write_files(folder: Path, files: dict[str, str]) -> None:
     for path, text in files.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
@@ -186,3 +192,22 @@ def test_the_own_model_example_trains_as_the_guide_shows(tmp_path, monkeypatch, 
     metrics = train(cfg)
     [run] = runs(store)
     assert run.info.status == "FINISHED" and 0 <= metrics["test_accuracy"] <= 1
+
+
+def test_the_own_data_example_trains_as_the_guide_shows(tmp_path, monkeypatch, store):
+    from mnist_tracking.train import train
+
+    files = own_data_files()
+    write_files(tmp_path, files)
+    module_path, option_path = files
+    command = tagged("own-data")[2]
+    monkeypatch.syspath_prepend(str(tmp_path))  # the repository root, where the guide puts the module
+    overrides = [arg for arg in shlex.split(command.code, comments=True)[3:] if not arg.startswith("trainer.epochs=")]
+    option_name = Path(option_path).stem
+    cfg = compose_config([*overrides, f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"data.path={FIXTURE}",
+                          "data.limit_train=400", "trainer.epochs=1", f"mlflow.tracking_uri={store}"])
+    assert f"data={option_name}" in overrides and cfg.data._target_ == f"{Path(module_path).stem}.{option_name}"
+    train(cfg)
+    [run] = runs(store)
+    assert run.info.status == "FINISHED"
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {f"{option_name}_{s}" for s in ("train", "validation", "test")}

@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from mnist_tracking.evaluation import per_class_scores
+from mnist_tracking.tracking.evaluation import per_class_scores
 from mnist_tracking.train import train
 from tests.helpers import artifact_paths, runs
 

@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from mnist_tracking.data import load_mnist
+from mnist_tracking.ml.mnist import load_mnist
 from mnist_tracking.train import train
 from tests.helpers import BACKEND, FIXTURE, runs
 
@@ -41,9 +41,9 @@ def test_fast_and_plain_fit_make_the_same_updates(make_cfg, store):
 def test_a_fused_epoch_makes_the_step_by_step_updates_without_reading_kerass_batches():
     import keras
 
-    from mnist_tracking.fused import fuse_epochs
-    from mnist_tracking.models import mlp
-    from mnist_tracking.pipeline import EpochBatches
+    from mnist_tracking.ml.fused import fuse_epochs
+    from mnist_tracking.ml.models import mlp
+    from mnist_tracking.ml.pipeline import EpochBatches
 
     class CountedBatches(EpochBatches):
         served = 0
@@ -56,7 +56,7 @@ def test_a_fused_epoch_makes_the_step_by_step_updates_without_reading_kerass_bat
 
     def fit(fused: bool):
         keras.utils.set_random_seed(0)
-        model, batches = mlp(16, "relu"), CountedBatches(data.x_train, data.y_train, 32, seed=3, first_epoch=0)
+        model, batches = mlp(16, "relu", (28, 28), 10), CountedBatches(data.x_train, data.y_train, 32, seed=3, first_epoch=0)
         model.compile(optimizer=keras.optimizers.SGD(0.05), loss="categorical_crossentropy", metrics=["accuracy"],
                       steps_per_execution=len(batches) if fused else 1)
         if fused:
@@ -75,7 +75,7 @@ def test_a_fused_epoch_makes_the_step_by_step_updates_without_reading_kerass_bat
     for name in history:
         assert fused_history[name] == pytest.approx(history[name], abs=1e-6), name
     with pytest.raises(ValueError, match="steps_per_execution=24"):
-        model = mlp(16, "relu")
+        model = mlp(16, "relu", (28, 28), 10)
         model.compile(optimizer="sgd", loss="categorical_crossentropy")
         fuse_epochs(model, EpochBatches(data.x_train, data.y_train, 32, seed=3, first_epoch=0))
 
@@ -105,5 +105,5 @@ def test_help_lists_the_projects_groups_and_the_composed_config():
     assert out.returncode == 0, out.stderr
     assert "model: cnn, dense, mlp, mlp64\n" in out.stdout and "experiment: study\n" in out.stdout
     assert "hydra/launcher" not in out.stdout and "ray" not in out.stdout  # no plugin's groups
-    assert "_target_: mnist_tracking.models.cnn" in out.stdout  # the config as composed with the overrides
+    assert "_target_: mnist_tracking.ml.models.cnn" in out.stdout  # the config as composed with the overrides
     assert "--hydra-help" in out.stdout

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from mnist_tracking import figures
+from mnist_tracking.ml import figures
 
 
 def test_learning_curves_plot_train_and_validation():

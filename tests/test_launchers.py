@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_tracking.job import threads_per_job
+from mnist_tracking.runtime.job import threads_per_job
 from tests.helpers import CONF_DIR
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mnist_tracking import predict
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.registry import promote_if_better, register_run_model
+from mnist_tracking.tracking.registry import promote_if_better, register_run_model
 from mnist_tracking.train import train
 from tests.helpers import FIXTURE, runs
 
@@ -60,7 +60,7 @@ def test_bad_images_are_refused_with_what_would_do(tmp_path, name, array, messag
     elif array is not None:
         np.save(path, array)
     with pytest.raises(ConfigError) as caught:
-        predict.read_images(path)
+        predict.read_images(path, (28, 28))
     assert message in str(caught.value) and str(path) in str(caught.value)
 
 

@@ -7,7 +7,7 @@ import logging
 import mlflow
 import pytest
 
-from mnist_tracking.redaction import RedactingFilter, redact, redact_text
+from mnist_tracking.runtime.redaction import RedactingFilter, redact, redact_text
 from mnist_tracking.train import train
 from tests.helpers import FIXTURE, run_cli, runs
 
@@ -67,7 +67,7 @@ def test_parallel_jobs_rewrite_the_sweeps_multirun_yaml_atomically(tmp_path):
 
     from omegaconf import OmegaConf
 
-    from mnist_tracking.redaction import _replace
+    from mnist_tracking.runtime.redaction import _replace
 
     path = tmp_path / "multirun.yaml"
     text = OmegaConf.to_yaml({"hydra": {"overrides": {"task": [f"x{i}=***" for i in range(2000)]}}})

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_tracking import figures, rendering
+from mnist_tracking.ml import figures
+from mnist_tracking.tracking import rendering
 
 
 def _curves() -> dict[str, list[float]]:
@@ -44,7 +45,7 @@ def test_figures_render_in_a_helper_and_are_stored_with_the_run(store, tmp_path)
 def test_a_figure_is_stored_even_when_the_helper_dies(store, tmp_path, caplog):
     client = mlflow.MlflowClient(store)
     run_id = client.create_run(client.create_experiment("figures")).info.run_id
-    with caplog.at_level(logging.WARNING, "mnist_tracking.rendering"):
+    with caplog.at_level(logging.WARNING, "mnist_tracking.tracking.rendering"):
         with rendering.FigureLog(client, run_id) as log_figure:
             log_figure(figures.learning_curves(_curves()), "before.png")
             for pid in list(log_figure._helper._processes):
@@ -92,7 +93,7 @@ def test_the_helper_ends_with_the_training_process_even_by_kill_9(store, tmp_pat
     # A training process that opens a FigureLog, says its helper's pid, then waits to be killed.
     script = f"""
 import time, mlflow
-from mnist_tracking import rendering
+from mnist_tracking.tracking import rendering
 client = mlflow.MlflowClient({store!r})
 run_id = client.create_run(client.create_experiment("figures")).info.run_id
 with rendering.FigureLog(client, run_id) as log_figure:

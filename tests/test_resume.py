@@ -9,13 +9,13 @@ import mlflow
 import numpy as np
 import pytest
 
-from mnist_tracking import train as train_module
-from mnist_tracking.checkpoint import load_checkpoint, save_checkpoint
+from mnist_tracking.ml import callbacks as fit_callbacks
+from mnist_tracking.ml.checkpoint import load_checkpoint, save_checkpoint
 from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError
 from mnist_tracking.names import CHECKPOINT_EPOCH_TAG, EPOCH_METRICS, OWNER_TAG
 from mnist_tracking import report
-from mnist_tracking.resume import claim_run, owner_is_gone
-from mnist_tracking.store import prepare_experiment
+from mnist_tracking.tracking.resume import claim_run, owner_is_gone
+from mnist_tracking.tracking.store import prepare_experiment
 from mnist_tracking.train import train
 from tests.helpers import artifact_paths, runs
 
@@ -29,7 +29,7 @@ def stop_at(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
             if e == epoch:
                 raise KeyboardInterrupt
         return keras.callbacks.LambdaCallback(on_epoch_end=stop)
-    monkeypatch.setattr(train_module, "_epoch_logger", logger)
+    monkeypatch.setattr(fit_callbacks, "epoch_logger", logger)
 
 
 def stopped_run(make_cfg, store: str, monkeypatch: pytest.MonkeyPatch, *overrides: str,

@@ -140,7 +140,7 @@ def test_a_model_logged_on_one_backend_loads_on_the_other(make_cfg, store):
 def test_the_champion_serves_from_an_environment_built_from_its_own_requirements(make_cfg, store):
     """`--env-manager uv`: a fresh environment from the model's requirements.txt, nothing of this project in it
     (as `mlflow models build-docker` and deployment targets build), answers raw pixels as the run's model does."""
-    from mnist_tracking.registry import promote_if_better, register_run_model
+    from mnist_tracking.tracking.registry import promote_if_better, register_run_model
     from mnist_tracking.train import train
     from tests.helpers import runs
 

@@ -10,7 +10,8 @@ import mlflow
 import mlflow.store.db.utils
 import pytest
 
-from mnist_tracking import cache, store
+from mnist_tracking.runtime import cache
+from mnist_tracking.tracking import store
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_the_second_new_store_is_a_copy_of_the_first_less_its_experiments(tmp_pa
 def test_a_kept_store_this_mlflow_cannot_open_is_built_again(tmp_path, monkeypatch, kept, migrations, caplog):
     kept.parent.mkdir(parents=True)
     kept.write_bytes(b"not a database")
-    with caplog.at_level(logging.WARNING, "mnist_tracking.store"):
+    with caplog.at_level(logging.WARNING, "mnist_tracking.tracking.store"):
         uri, _ = new_store(tmp_path / "a", monkeypatch)
     assert "does not open with this MLflow" in caplog.text
     assert len(migrations) == 1 and set(experiments(uri)) == {"Default", "mnist"}
@@ -78,7 +79,7 @@ def test_a_cache_that_cannot_be_written_leaves_the_store_as_mlflow_builds_it(tmp
                                                                              caplog):
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
-    with caplog.at_level(logging.WARNING, "mnist_tracking.store"):
+    with caplog.at_level(logging.WARNING, "mnist_tracking.tracking.store"):
         uri, _ = new_store(tmp_path / "a", monkeypatch)
     assert "Could not keep an empty store" in caplog.text
     assert len(migrations) == 1 and set(experiments(uri)) == {"Default", "mnist"}

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from mnist_tracking import figures
-from mnist_tracking.data import normalize_images
+from mnist_tracking.ml import figures
+from mnist_tracking.ml.mnist import normalize_images
 from mnist_tracking.errors import RunFailedError
-from mnist_tracking.tracking import SigtermAsInterrupt
+from mnist_tracking.tracking.run import SigtermAsInterrupt
 from mnist_tracking.train import train
 from tests.helpers import ARTIFACTS, BACKEND, FIXTURE, QUICK, artifact_paths, compose_config, runs
 

@@ -1,4 +1,4 @@
-"""hydra-optuna-sweeper that continues a stopped search; the logic is mnist_tracking.search's."""
+"""hydra-optuna-sweeper that continues a stopped search; the logic is mnist_tracking.sweeps.search's."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
     """hydra-optuna-sweeper whose study starts from the trials already recorded under the sweep's parent run."""
 
     def sweep(self, arguments: list[str]) -> Any:
-        from mnist_tracking.search import continue_study, log_study
+        from mnist_tracking.sweeps.search import continue_study, log_study
 
         continue_study(self.sweeper, arguments)
         result = super().sweep(arguments)

@@ -11,12 +11,12 @@ import mlflow
 from omegaconf import DictConfig
 
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.job import config_hash
-from mnist_tracking.names import (ATTEMPTS_TAG, CHECKPOINT_ARTIFACT, CHECKPOINT_COPY_TAG, CHECKPOINT_EPOCH_TAG,
-                                  CHECKPOINT_UNUSABLE_TAG, CONFIG_HASH_TAG, DIVERGED_TAG, EPOCH_METRICS,
+from mnist_tracking.tracking.identity import config_hash
+from mnist_tracking.names import (ATTEMPT_FROM_EPOCH_TAG, ATTEMPTS_TAG, RESUMED_FROM_EPOCH_TAG, CHECKPOINT_ARTIFACT, CHECKPOINT_COPY_TAG, CHECKPOINT_EPOCH_TAG,
+                                  CHECKPOINT_UNUSABLE_TAG, CONFIG_HASH_TAG, DIVERGED_TAG, NOT_EPOCH_METRICS,
                                   FAILURE_REASON_TAG, OWNER_TAG, PARENT_RUN_TAG, SLURM_JOB_TAG, SUPERSEDED_TAG,
                                   SWEEP_HASH_TAG)
-from mnist_tracking.store import store_lock
+from mnist_tracking.tracking.store import store_lock
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _named_run(client: mlflow.MlflowClient, run_id: str, cfg: DictConfig) -> mlf
 
 def restore(client: mlflow.MlflowClient, run: mlflow.entities.Run, model, download_dir: Path) -> int:
     """Loads the run's checkpoint into `model`, from the local copy when this machine has it; returns its epoch."""
-    from mnist_tracking.checkpoint import load_checkpoint  # Keras: not for the sweep's own process
+    from mnist_tracking.ml.checkpoint import load_checkpoint  # Keras: not for the sweep's own process
 
     host, _, local = run.data.tags.get(CHECKPOINT_COPY_TAG, "::").partition(":")
     epoch = int(run.data.tags[CHECKPOINT_EPOCH_TAG])
@@ -169,6 +169,19 @@ def supersede(tracking_uri: str, experiment_id: str, cfg: DictConfig, run_id: st
 
 
 def recorded_history(client: mlflow.MlflowClient, run_id: str) -> dict[str, list[float]]:
-    """The per-epoch metrics a run already has, in epoch order."""
+    """The per-epoch metrics a run already has, in epoch order: every metric it has but the test set's, the
+    system's and the optimizer's steps (so that a metric a callback or the model adds survives a resume)."""
+    names = [name for name in client.get_run(run_id).data.metrics if not name.startswith(NOT_EPOCH_METRICS)]
     return {name: [m.value for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)]
-            for name in EPOCH_METRICS}
+            for name in names}
+
+
+def continue_run(client: mlflow.MlflowClient, run: mlflow.entities.Run, model, download_dir: Path
+                 ) -> tuple[int, dict[str, list[float]]]:
+    """Loads a claimed stopped run's checkpoint into `model` and notes the attempt on the (active) run; returns
+    the first epoch to train and the per-epoch metrics the run has."""
+    first_epoch = restore(client, run, model, download_dir) + 1
+    attempt = run.data.tags[ATTEMPTS_TAG]
+    mlflow.set_tags({RESUMED_FROM_EPOCH_TAG: first_epoch, ATTEMPT_FROM_EPOCH_TAG.format(attempt): first_epoch})
+    log.info("Resuming run %s from epoch %d", run.info.run_id, first_epoch)
+    return first_epoch, recorded_history(client, run.info.run_id)

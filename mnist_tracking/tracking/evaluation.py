@@ -16,9 +16,11 @@ from matplotlib.figure import Figure
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from mnist_tracking import figures, model_flavor
-from mnist_tracking.data import MnistData, pixel_scale_offset
-from mnist_tracking.models import INPUT_SHAPE, NUM_CLASSES, on_raw_pixels
+from mnist_tracking.ml import figures
+from mnist_tracking.tracking import model_flavor
+from mnist_tracking.ml.data import Dataset
+from mnist_tracking.ml.models import on_raw_pixels
+from mnist_tracking.runtime import speedups
 from mnist_tracking.names import MOST_CONFUSED_TAG, OPTIMIZER_STEPS_METRIC
 
 log = logging.getLogger(__name__)
@@ -32,25 +34,7 @@ def model_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in (*backend, "keras", "mlflow", "numpy")]
 
 
-@functools.cache
-def index_installed_packages() -> threading.Thread:
-    """Starts, once per process, the index of installed distributions that `log_model` checks the model's requirements
-    against, in a background thread: 0.45 s of a run's end otherwise (there is no public switch for the check).
-    Call it before training; `record_evaluation` waits for it."""
-    def index() -> None:
-        try:  # MLflow's own cache of `importlib.metadata.packages_distributions()`, filled where it would fill it
-            from mlflow.utils.requirements_utils import _init_modules_to_packages_map
-
-            _init_modules_to_packages_map()
-        except Exception:  # a private function: if MLflow changes it, log_model builds the index itself, later
-            log.warning("Could not index installed packages ahead of log_model", exc_info=True)
-
-    thread = threading.Thread(target=index, name="index-installed-packages", daemon=True)
-    thread.start()
-    return thread
-
-
-def per_class_scores(labels: np.ndarray, predicted: np.ndarray, num_classes: int = 10,
+def per_class_scores(labels: np.ndarray, predicted: np.ndarray, num_classes: int,
                      most: int = 3) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
     """Precision, recall and F1 of each digit and their macro averages (as `test_precision_3`, `test_macro_f1`, ...),
     the same per digit as a table, and the `most` most-confused pairs (true, predicted, count), most first.
@@ -76,20 +60,21 @@ def per_class_scores(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     return scores, table, confused
 
 
-# What the logged model takes and gives: raw pixels as an image holds them, and one probability per digit.
-SIGNATURE = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *INPUT_SHAPE))]),
-                           outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES))]))
+def signature(data: Dataset) -> ModelSignature:
+    """What the logged model takes and gives: raw pixels as an image holds them, and one probability per class."""
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *data.input_shape))]),
+                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, data.num_classes))]))
 
 
-def record_evaluation(model: keras.Model, data: MnistData, batch_size: int, normalization: str, epoch: int,
+def record_evaluation(model: keras.Model, data: Dataset, batch_size: int, epoch: int,
                       test_set: mlflow.data.Dataset | None = None,
                       log_figure: Callable[[Figure, str], None] = mlflow.log_figure) -> dict[str, float]:
     """Evaluates `model` (its weights as of `epoch`, 0-based) on the test set and logs to the active run: test
     metrics (per digit too), the per-digit table and most-confused pairs, figures (through `log_figure`: a
-    `rendering.FigureLog`, say), and the model itself, taking raw pixels (its `normalization` inside it).
+    `rendering.FigureLog`, say), and the model itself, taking raw pixels (the data's normalization inside it).
 
     The model is logged at step `epoch`, so that MLflow's logged-model record carries that epoch's metrics; the
-    test metrics go to the run and the model at the same step, with the `test_set` dataset (`mnist_test`) they
+    test metrics go to the run and the model at the same step, with the `test_set` dataset (`mnist_test`, say) they
     were measured on.
 
     Returns the test metrics (`test_loss`, `test_accuracy`).
@@ -102,14 +87,14 @@ def record_evaluation(model: keras.Model, data: MnistData, batch_size: int, norm
     labels, predicted = data.y_test.argmax(axis=1), probabilities.argmax(axis=1)
     # The figures first: a FigureLog renders them elsewhere while the rest is recorded.
     log_figure(figures.misclassified(data.x_test, labels, probabilities), "figures/misclassified.png")
-    log_figure(figures.confusion_matrix(labels, predicted), "figures/confusion_matrix.png")
-    scores, table, confused = per_class_scores(labels, predicted)
+    log_figure(figures.confusion_matrix(labels, predicted, data.num_classes), "figures/confusion_matrix.png")
+    scores, table, confused = per_class_scores(labels, predicted, data.num_classes)
     mlflow.log_table(table, "evaluation/per_class.json")
     mlflow.log_table(confused, "evaluation/most_confused.json")
     mlflow.set_tag(MOST_CONFUSED_TAG, ", ".join(f"{t}→{p} ({n})" for t, p, n in confused.itertuples(index=False)))
-    index_installed_packages().join()  # one index, built once: not again here while the thread still builds it
+    speedups.wait_for_package_index()  # one index, built once: not again here while the thread still builds it
     # At `epoch`'s step: MLflow links the run's metrics of that step (the epoch's) to the model.
-    info = model_flavor.log_model(on_raw_pixels(model, *pixel_scale_offset(normalization)), name="model",
-                                  signature=SIGNATURE, pip_requirements=model_requirements(), step=epoch)
+    info = model_flavor.log_model(on_raw_pixels(model, data.scale, data.offset), name="model",
+                                  signature=signature(data), pip_requirements=model_requirements(), step=epoch)
     mlflow.log_metrics(metrics | scores, step=epoch, dataset=test_set, model_id=info.model_id)
     return metrics

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Real
 from typing import Any
 
 from omegaconf import DictConfig
 
-from mnist_tracking.backend import BACKENDS
+from mnist_tracking.runtime.backend import BACKENDS
 from mnist_tracking.errors import ConfigError
+from mnist_tracking.ml.data import NORMALIZATIONS
 from mnist_tracking.names import DIRECTIONS, OPTIMIZABLE_METRICS
 
 
@@ -55,6 +56,10 @@ def check_config(cfg: DictConfig) -> None:
     split = cfg.data.validation_split
     if not _is_number(split) or not 0 < split < 1:
         _fail("data.validation_split", split, "use a fraction strictly between 0 and 1, e.g. 0.25")
+    if cfg.data.get("normalization") not in NORMALIZATIONS:
+        _fail("data.normalization", cfg.data.get("normalization"), f"use one of {', '.join(NORMALIZATIONS)}")
+    if "test_split" in cfg.data and not (_is_number(cfg.data.test_split) and 0 < cfg.data.test_split < 1):
+        _fail("data.test_split", cfg.data.test_split, "use a fraction strictly between 0 and 1, e.g. 0.2")
     for key in ("limit_train", "limit_test"):
         limit = cfg.data.get(key)
         if limit is not None and (not _is_int(limit) or limit < 1):
@@ -86,6 +91,10 @@ def check_config(cfg: DictConfig) -> None:
         dropout = cfg.model.dropout
         if not _is_number(dropout) or not 0 <= dropout < 1:
             _fail("model.dropout", dropout, "use a fraction in [0, 1), e.g. 0.5")
+    for name, entry in (cfg.get("callbacks") or {}).items():
+        if not (isinstance(entry, Mapping) and isinstance(entry.get("_target_"), str)):
+            _fail(f"callbacks.{name}", entry, "give a Keras callback as a mapping with its class in _target_, e.g. "
+                  "{_target_: keras.callbacks.EarlyStopping, patience: 3}")
     metric = cfg.get("optimized_metric")
     if metric not in OPTIMIZABLE_METRICS:
         _fail("optimized_metric", metric, f"use one of {', '.join(OPTIMIZABLE_METRICS)}")
@@ -100,7 +109,7 @@ def check_config(cfg: DictConfig) -> None:
 
 def check_sweep(config: DictConfig) -> None:
     """Raises ConfigError for a multirun setting that cannot work (before the sweep's parent run opens)."""
-    from mnist_tracking.sweep import swept_values  # the sweep module imports this one
+    from mnist_tracking.sweeps.callback import swept_values  # the sweep module imports this one
 
     if "backend" in swept_values(config):
         _fail("backend", swept_values(config)["backend"],

@@ -16,14 +16,17 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_tracking.data import MnistData
+from mnist_tracking.ml.data import Dataset
 from mnist_tracking.errors import DivergedError, RunFailedError
-from mnist_tracking.job import Job, config_hash, source_tags
-from mnist_tracking.names import (ATTEMPTS_TAG, CONFIG_HASH_TAG, DIVERGED_TAG, FAILURE_REASON_TAG, OVERRIDES_TAG, PARENT_RUN_TAG,
+from mnist_tracking.runtime.job import Job
+from mnist_tracking.tracking.identity import config_hash, source_tags
+from mnist_tracking.names import (DATASET_NAME, DATASET_SPLITS, ATTEMPTS_TAG, CONFIG_HASH_TAG, DIVERGED_TAG, FAILURE_REASON_TAG, OVERRIDES_TAG, PARENT_RUN_TAG,
                                   REUSED_TAG_PREFIX)
-from mnist_tracking.redaction import redact
-from mnist_tracking.resume import owner_tags
-from mnist_tracking.store import store_lock
+from mnist_tracking.runtime.redaction import redact
+from mnist_tracking.tracking import resume
+from mnist_tracking.tracking.resume import owner_tags
+from mnist_tracking.runtime import speedups
+from mnist_tracking.tracking.store import store_lock, ui_command
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,38 @@ def run_tags(job: Job, cfg: DictConfig) -> dict[str, str]:
     if cfg.mlflow.get("parent_run_id"):
         tags[PARENT_RUN_TAG] = cfg.mlflow.parent_run_id
     return tags
+
+
+def open_run(tracking_uri: str, experiment_id: str, job: Job, cfg: DictConfig,
+             stopped: mlflow.entities.Run | None) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
+    """`tracked_run` for a job: a new run with its tags, or the `stopped` run continued (it keeps its tags: its
+    command, overrides and parent; only the owner changes)."""
+    interval = cfg.mlflow.system_metrics_interval if cfg.mlflow.log_system_metrics else None
+    return tracked_run(tracking_uri, experiment_id, job.name, {} if stopped else run_tags(job, cfg),
+                       run_id=stopped.info.run_id if stopped else None, system_metrics_interval=interval)
+
+
+def record_inputs(run: mlflow.ActiveRun, cfg: DictConfig, job: Job, data: Dataset,
+                  stopped: mlflow.entities.Run | None) -> mlflow.data.Dataset:
+    """Logs what a run trains with: its config (params and YAML) and, for a new run, its datasets; marks this
+    job's stopped runs in its sweep that could not be continued as superseded. Returns the test set's MLflow
+    dataset, which the test metrics are logged against."""
+    speedups.index_installed_packages()  # while the model trains: logging the model at the end needs it
+    log_config(cfg, job.overrides, logged=stopped and stopped.data.params)
+    splits = datasets(data)
+    if not stopped:  # a continued run has them already
+        tracking_uri = mlflow.get_tracking_uri()
+        log_datasets(splits, tracking_uri)
+        resume.supersede(tracking_uri, run.info.experiment_id, cfg, run.info.run_id)
+    return splits["testing"]
+
+
+def announce(run: mlflow.ActiveRun, metrics: Mapping[str, float]) -> None:
+    """Logs where to see a run that ended: its test and validation accuracy, and the command that shows it."""
+    log.info("MLflow run %s: test_accuracy=%.4f val_accuracy=%.4f", run.info.run_id, metrics["test_accuracy"],
+             metrics["val_accuracy"])
+    log.info("See it with: %s  (experiment %s, run %s)", ui_command(mlflow.get_tracking_uri()),
+             run.info.experiment_id, run.info.run_id)
 
 
 def find_finished_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
@@ -103,8 +138,8 @@ def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str
     mlflow.set_tracking_uri(tracking_uri)
     run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=None if run_id else name,
                            tags={**tags, **owner_tags()}, log_system_metrics=False)
-    monitor = system_metrics_interval and _system_metrics(tracking_uri, run.info.run_id, system_metrics_interval,
-                                                          resumed=run_id is not None)
+    monitor = system_metrics_interval and speedups.system_metrics_monitor(
+        tracking_uri, run.info.run_id, system_metrics_interval, resumed=run_id is not None)
     status = RunStatus.FINISHED
     try:
         with SigtermAsInterrupt():
@@ -132,36 +167,13 @@ def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str
         mlflow.end_run(RunStatus.to_string(status))
 
 
-def _system_metrics(tracking_uri: str, run_id: str, interval: float, resumed: bool) -> Any:
-    """MLflow's own system-metrics monitor for the run, started; None (logged) if it cannot start.
-
-    Run here rather than through `start_run(log_system_metrics=True)`, which stops it only after the run has ended.
-    """
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-    try:
-        monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, resume_logging=resumed,
-                                       tracking_uri=tracking_uri)
-    except Exception:
-        log.exception("Could not start system metrics for run %s; the run goes on without them", run_id)
-        return None
-    monitor.start()
-    return monitor
-
-
-# What each split is called in MLflow, by its dataset context.
-DATASET_NAMES = {"training": "mnist_train", "validation": "mnist_validation", "testing": "mnist_test"}
-
-
-def datasets(data: MnistData) -> dict[str, mlflow.data.Dataset]:
+def datasets(data: Dataset) -> dict[str, mlflow.data.Dataset]:
     """The run's training, validation and test sets as MLflow datasets (name, digest, source), by context."""
-    splits = {"training": (data.x_train, data.y_train), "validation": (data.x_val, data.y_val),
-              "testing": (data.x_test, data.y_test)}
     found = {}
-    for context, (x, y) in splits.items():
+    for context, (x, y) in data.splits().items():
         with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so for every path
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-            found[context] = mlflow.data.from_numpy(x, targets=y, source=data.source, name=DATASET_NAMES[context],
+            found[context] = mlflow.data.from_numpy(x, targets=y, source=data.source, name=DATASET_NAME.format(dataset=data.name, split=DATASET_SPLITS[context]),
                                                     digest=data.digests[context])
     return found
 

@@ -12,7 +12,7 @@ import functools
 import keras
 import numpy as np
 
-from mnist_tracking.pipeline import EpochBatches
+from mnist_tracking.ml.pipeline import EpochBatches
 
 
 def fuse_epochs(model: keras.Model, batches: EpochBatches) -> None:

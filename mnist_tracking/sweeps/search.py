@@ -23,8 +23,8 @@ from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_override
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntLogUniformDistribution, IntUniformDistribution
 
 from mnist_tracking.names import OVERRIDES_TAG, PARENT_RUN_TAG, SUPERSEDED_TAG
-from mnist_tracking.resume import is_stopped
-from mnist_tracking.store import resolve_tracking_uri
+from mnist_tracking.tracking.resume import is_stopped
+from mnist_tracking.tracking.store import resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 

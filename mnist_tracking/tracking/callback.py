@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-import signal
-import threading
 import math
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import mlflow
 from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param
 
-from mnist_tracking import figures
-from mnist_tracking.checkpoint import save_checkpoint
+from mnist_tracking.ml import figures
+from mnist_tracking.ml.checkpoint import save_checkpoint
 from mnist_tracking.names import CHECKPOINT_ARTIFACT, CHECKPOINT_COPY_TAG, CHECKPOINT_EPOCH_TAG
 
 log = logging.getLogger(__name__)
@@ -139,45 +138,20 @@ class MlflowCallback(keras.callbacks.Callback):
             for logged in pending:
                 logged.result()
 
+    @contextlib.contextmanager
+    def closing(self) -> Iterator[MlflowCallback]:
+        """Around a fit: stopped or not, what was trained is on record when the block ends. When the fit fails (or
+        Ctrl-C stops it), that error is the one raised; a failed upload is then logged."""
+        try:
+            yield self
+        except BaseException:
+            self.close(raise_errors=False)
+            raise
+        self.close()
+
     @staticmethod
     def _active_run_id() -> str:
         run = mlflow.active_run()
         if run is None:
             raise RuntimeError("MlflowCallback needs a run: wrap fit in `with mlflow.start_run():` or pass run_id=...")
         return run.info.run_id
-
-
-class KeepInterrupts(keras.callbacks.Callback):
-    """Raises again a Ctrl-C or SIGTERM that Keras swallowed, at the next batch or epoch end; a context manager
-    around the fit that installs its signal handlers (main thread only) and puts the previous ones back.
-
-    On JAX, most of an epoch's work is waited for while Keras turns its logs into floats inside a bare
-    `except:` (`pythonify_logs`), so a KeyboardInterrupt raised there is lost and training would go on.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> KeepInterrupts:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is signal.default_int_handler:  # only where it means KeyboardInterrupt
-                    self._previous[sig] = signal.signal(sig, self._note)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}
-
-    def _note(self, signum: int, frame: object) -> None:
-        self.pending = signum
-        raise KeyboardInterrupt
-
-    def _raise_if_pending(self, *args: object, **kwargs: object) -> None:
-        if self.pending is not None:
-            raise KeyboardInterrupt(f"{signal.Signals(self.pending).name}, raised again after Keras swallowed it")
-
-    on_train_batch_end = on_epoch_end = _raise_if_pending

@@ -7,13 +7,12 @@ than its process already runs is bad input (a multirun's jobs share one process:
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.util
 import logging
 import os
 import sys
 
-from mnist_tracking import cache
+from mnist_tracking.runtime import cache, speedups
 from mnist_tracking.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -44,35 +43,12 @@ def use_backend(name: str, threads: int | None) -> None:
             f"cannot switch. Run it in a new process, or use backend={loaded} (the jobs of one multirun share one).")
     if loaded is None:
         os.environ["KERAS_BACKEND"] = name
-        if name == "jax":
+        if name == "jax" and speedups.on("compilation_cache"):
             _compilation_cache()
     if threads is not None:
         _limit_threads(name, threads)
     if loaded is None:
-        _import_keras()
-
-
-class _Hidden(importlib.abc.MetaPathFinder):
-    """Makes the `packages` look absent to imports while it is on `sys.meta_path`."""
-
-    def __init__(self, *packages: str) -> None:
-        self.packages = packages
-
-    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
-        if fullname.split(".")[0] in self.packages:
-            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
-
-
-def _import_keras() -> None:
-    """Imports Keras on the backend just chosen, without scikit-learn (installed with MLflow). Keras imports it at
-    start-up only for its scikit-learn wrappers, which this project never uses: ~0.9 s of every run here.
-    Hidden during Keras's import only: whatever imports scikit-learn later gets it."""
-    hidden = _Hidden("sklearn")
-    sys.meta_path.insert(0, hidden)
-    try:
-        import keras  # noqa: F401
-    finally:
-        sys.meta_path.remove(hidden)
+        speedups.import_keras()
 
 
 def _compilation_cache() -> None:

@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from mnist_tracking.runtime import speedups
+
 if TYPE_CHECKING:  # not imported: the helper imports this module, and needs neither
     import mlflow
     from matplotlib.figure import Figure
@@ -30,13 +32,14 @@ if TYPE_CHECKING:  # not imported: the helper imports this module, and needs nei
 log = logging.getLogger(__name__)
 
 # What the forkserver imports once, so that each helper forked from it starts with it.
-_PRELOAD = ["mnist_tracking.rendering", "matplotlib.figure", "matplotlib.backends.backend_agg"]
+_PRELOAD = ["mnist_tracking.tracking.rendering", "matplotlib.figure", "matplotlib.backends.backend_agg"]
 
 
 def _forkserver() -> multiprocessing.context.BaseContext | None:
     """The forkserver start method; None where the platform has none (Windows), or where this process was started
-    by a launcher's own method (loky, in a joblib worker), which a forked helper could not set up again."""
-    if ("forkserver" not in multiprocessing.get_all_start_methods()
+    by a launcher's own method (loky, in a joblib worker), which a forked helper could not set up again; None with
+    the figure_helper speed-up off."""
+    if (not speedups.on("figure_helper") or "forkserver" not in multiprocessing.get_all_start_methods()
             or multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver")):
         return None
     context = multiprocessing.get_context("forkserver")

@@ -18,9 +18,9 @@ import mlflow
 import requests
 from mlflow.exceptions import MlflowException
 
-from mnist_tracking import cache
+from mnist_tracking.runtime import cache, speedups
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.redaction import redact_text
+from mnist_tracking.runtime.redaction import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _create_sqlite_store(database: Path) -> None:
     for leftover in database.parent.glob(f".{database.name}.*.tmp"):  # from a command killed while creating
         leftover.unlink()
     copy = database.with_name(f".{database.name}.{os.getpid()}.copy.tmp")
-    if _copy_template(copy):
+    if speedups.on("store_template") and _copy_template(copy):
         os.replace(copy, database)
         return
     building = database.with_name(f".{database.name}.{os.getpid()}.tmp")  # not `copy`: MLflow keeps its connections
@@ -176,6 +176,12 @@ def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
             return client.get_experiment_by_name(experiment_name).experiment_id
+
+
+def open_experiment(configured_uri: str | None, experiment_name: str, launch_dir: Path) -> tuple[str, str]:
+    """The tracking URI a job logs to (see `resolve_tracking_uri`) and its experiment's id, both created if needed."""
+    tracking_uri = resolve_tracking_uri(configured_uri, launch_dir)
+    return tracking_uri, prepare_experiment(tracking_uri, experiment_name)
 
 
 def existing_store(tracking_uri: str) -> mlflow.MlflowClient:

@@ -1,4 +1,4 @@
-"""What a Hydra job is: its overrides and name, where it was launched, its config hash, its cores."""
+"""What a Hydra job is: its overrides and name, where it was launched and writes, its cores."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_tracking.names import COMMAND_TAG, GIT_COMMIT_TAG
-from mnist_tracking.redaction import redact_text
+from mnist_tracking.runtime.redaction import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -81,51 +81,3 @@ def threads_per_job(launcher: DictConfig) -> int | None:
         # submitit_local starts every job at once, unpinned: `cpus_per_task` is the share it can give each.
         return launcher.get("cpus_per_task")
     return None
-
-
-def config_hash(cfg: DictConfig) -> str:
-    """A hash of what determines a job's result: the resolved config less where and how it is tracked."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("mlflow", "sweep"):
-        container.pop(key, None)
-    for key in ("resume", "checkpoint_every"):  # how a run is kept and continued, not what it computes
-        container.get("trainer", {}).pop(key, None)
-    if container.get("data", {}).get("path"):  # the same file however the path was written
-        container["data"]["path"] = str(Path(container["data"]["path"]).expanduser().resolve())
-    return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def sweep_hash(config: DictConfig) -> str:
-    """A hash of what defines a sweep: its command-line overrides, its search space, and its base config.
-
-    The same multirun command gives the same hash, so that running it again can continue the sweep.
-    """
-    excluded = set(config.hydra.job.config.override_dirname.exclude_keys)  # set by the sweep, not the user
-    overrides = sorted(o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded)
-    params = {key: str(value) for key, value in (config.hydra.sweeper.get("params") or {}).items()}
-    base = config_hash(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
-    return hashlib.sha256(json.dumps([overrides, params, base], sort_keys=True).encode()).hexdigest()[:16]
-
-
-def git_commit(directory: Path) -> str | None:
-    """HEAD of the git checkout holding `directory`, or None outside one."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def source_tags(launch_dir: Path, args: list[str], one_job: bool) -> dict[str, str]:
-    """The command that runs `args` again from `launch_dir`, and the git commit there when it is a checkout.
-
-    `one_job`: the command reruns one job of a sweep, never the whole sweep.
-    """
-    if one_job and any(arg.startswith(("hparams_search=", "experiment=")) for arg in args):
-        args = [*args, "hydra.mode=RUN"]  # these files make a multirun: one trial again, not a whole new search
-    command = f"cd {shlex.quote(str(launch_dir))} && python -m mnist_tracking.train {shlex.join(args)}".rstrip()
-    tags = {COMMAND_TAG: redact_text(command)}
-    commit = git_commit(launch_dir)
-    if commit:
-        tags[GIT_COMMIT_TAG] = commit
-    return tags

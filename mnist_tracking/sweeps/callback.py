@@ -16,18 +16,20 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, open_dict, read_write
 
-from mnist_tracking import figures, report, store
-from mnist_tracking.checks import check_sweep
+from mnist_tracking import report
+from mnist_tracking.ml import figures
+from mnist_tracking.tracking import store
+from mnist_tracking.config.checks import check_sweep
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.job import source_tags, sweep_hash
+from mnist_tracking.tracking.identity import source_tags, sweep_hash
 from mnist_tracking.names import (ATTEMPTS_TAG, BEST_RUN_TAG, BEST_VALUE_TAG_PREFIX, CHAMPION_ALIAS, CHAMPION_TAG, CURVES,
                                   FAILED_JOBS_TAG, JOBS_PARAM, OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG,
                                   PARENT_RUN_TAG, PROMOTED_TAG, PROMOTION_REASON_TAG, REGISTERED_MODEL_TAG, SWEEP_HASH_TAG,
                                   SWEEP_TAG, SWEPT_KEYS_TAG, SWEPT_PARAM_PREFIX)
-from mnist_tracking.redaction import redact, redact_text
-from mnist_tracking.registry import promote_if_better, register_run_model
-from mnist_tracking.resume import claim_sweep, owner_tags
-from mnist_tracking.tracking import SigtermAsInterrupt
+from mnist_tracking.runtime.redaction import redact, redact_text
+from mnist_tracking.tracking.registry import promote_if_better, register_run_model
+from mnist_tracking.tracking.resume import claim_sweep, owner_tags
+from mnist_tracking.tracking.run import SigtermAsInterrupt
 
 log = logging.getLogger(__name__)
 

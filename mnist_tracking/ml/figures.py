@@ -84,8 +84,9 @@ def misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndar
     return fig
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int = 10) -> Figure:
-    """Counts of true (rows) against predicted (columns) classes."""
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int | None = None) -> Figure:
+    """Counts of true (rows) against predicted (columns) classes (`num_classes`; None: as many as the labels show)."""
+    num_classes = num_classes or int(max(labels.max(), predicted.max())) + 1
     counts = np.bincount(labels * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
     fig = Figure(figsize=(6, 5.5))
     ax = fig.subplots(gridspec_kw=dict(left=0.1, right=0.98, bottom=0.1, top=0.94))

@@ -1,0 +1,2 @@
+"""Machine learning, without tracking: datasets, models, the batch order, the fused epoch, fitting, checkpoints,
+figures and Keras callbacks."""
