@@ -26,6 +26,8 @@ SUPERSEDED_TAG = "superseded_by"  # a newer run of the same job in the same swee
 
 # On a sweep's parent run.
 SWEEP_TAG = "sweep"                       # "true" on a multirun's parent run
+SWEEPER_TAG = "sweeper"                   # the Hydra sweeper's class (basic, Optuna)
+LAUNCHER_TAG = "launcher"                 # the Hydra launcher's class (basic, joblib, Ray, Submitit)
 SWEEP_HASH_TAG = "sweep_hash"             # hash of the sweep's command line and base config: finds it to resume
 SWEPT_KEYS_TAG = "swept_keys"             # JSON list of the config keys the sweep varies
 OPTIMIZED_METRIC_TAG = "optimized_metric"     # what the sweep ranks jobs by
@@ -51,6 +53,7 @@ EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # what Keras l
 CURVES = ("val_accuracy", "val_loss")  # per-epoch metrics a sweep report draws for every job
 # MLflow datasets: a run's splits, named for its dataset (mnist_train, digits_test, ...), by dataset context.
 DATASET_NAME = "{dataset}_{split}"
+DATASET_CONTEXT_TAG = "mlflow.data.context"  # MLflow's own, on a run's dataset input: its context (a key below)
 DATASET_SPLITS = {"training": "train", "validation": "validation", "testing": "test"}
 OPTIMIZER_STEPS_METRIC = "optimizer_steps"  # updates a run made (the fast path makes as many as a plain fit)
 # A run's metrics that are not per epoch (by prefix); every other one is, whatever adds it (a callback, say).

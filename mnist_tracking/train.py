@@ -61,9 +61,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 training.fit(model, data, epochs=cfg.trainer.epochs, seed=cfg.seed, fast=cfg.trainer.fast,
                              eval_batch_size=cfg.trainer.eval_batch_size, first_epoch=first_epoch, callbacks=callbacks)
             training.raise_if_diverged(recorder.history)
-            last_epoch = len(recorder.history["loss"]) - 1
-            metrics = evaluation.record_evaluation(model, data, cfg.trainer.eval_batch_size, last_epoch, test_set,
-                                                   log_figure)
+            metrics = evaluation.record_evaluation(model, data, cfg.trainer.eval_batch_size,
+                                                   len(recorder.history["loss"]) - 1, test_set, log_figure)
     metrics = {key: values[-1] for key, values in recorder.history.items()} | metrics
     tracking.announce(run, metrics)
     return metrics

@@ -36,6 +36,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_tracking.names import REGISTERED_MODEL_TAG
 from mnist_tracking.tracking.identity import config_hash, sweep_hash
 from mnist_tracking.train import train
 from tests.helpers import (BACKEND, CONF_DIR, FIXTURE, ROOT, compose_config, report_table, run_cli, runs,
@@ -224,9 +225,7 @@ def test_the_old_stopped_run_continues_in_the_same_run(old_store, caplog):
 @pytest.mark.slow
 def test_the_old_sweeps_command_with_skip_finished_trains_nothing(old_store):
     """The old sweep's command again, with sweep.skip_finished=true: a new sweep whose jobs are the old runs."""
-    # register_best=false: a sweep whose every job is skipped cannot register its best model (its process never
-    # sets MLflow's tracking URI for the registry: the parent ends FAILED, with any store), which is not this test's.
-    args = [*old_store.manifest["sweep_args"], "sweep.skip_finished=true", "sweep.register_best=false"]
+    args = [*old_store.manifest["sweep_args"], "sweep.skip_finished=true"]
     code, out = run_cli(args, old_store.launch_dir)
     assert code == 0, out
     old_parent = old_store.manifest["runs"]["sweep_parent"]
@@ -240,3 +239,6 @@ def test_the_old_sweeps_command_with_skip_finished_trains_nothing(old_store):
         assert len(old_store.client.get_metric_history(run_id, "loss")) == 2  # the old runs untouched
     table = report_table(old_store.client, second.info.run_id)
     assert set(table["run_id"]) == set(old_store.sweep_jobs.values())
+    # The best old job's model (logged by 0a59a1d) is registered again, by this sweep, in the same store only.
+    assert second.data.tags[REGISTERED_MODEL_TAG] == "mnist-best/2", out
+    assert not (old_store.launch_dir / "mlflow.db").exists()

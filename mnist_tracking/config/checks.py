@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from mnist_tracking.runtime.backend import BACKENDS
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.ml.data import NORMALIZATIONS
+from mnist_tracking.sweeps.space import swept_values
 from mnist_tracking.names import DIRECTIONS, OPTIMIZABLE_METRICS
 
 
@@ -109,8 +110,6 @@ def check_config(cfg: DictConfig) -> None:
 
 def check_sweep(config: DictConfig) -> None:
     """Raises ConfigError for a multirun setting that cannot work (before the sweep's parent run opens)."""
-    from mnist_tracking.sweeps.callback import swept_values  # the sweep module imports this one
-
     if "backend" in swept_values(config):
         _fail("backend", swept_values(config)["backend"],
               "a multirun cannot sweep it: its jobs may share a process, and Keras cannot switch backends in a "

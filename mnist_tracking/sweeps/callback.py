@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, open_dict, read_write
@@ -22,7 +21,7 @@ from mnist_tracking.tracking import store
 from mnist_tracking.config.checks import check_sweep
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.tracking.identity import source_tags, sweep_hash
-from mnist_tracking.names import (ATTEMPTS_TAG, BEST_RUN_TAG, BEST_VALUE_TAG_PREFIX, CHAMPION_ALIAS, CHAMPION_TAG, CURVES,
+from mnist_tracking.names import (LAUNCHER_TAG, SWEEPER_TAG, ATTEMPTS_TAG, BEST_RUN_TAG, BEST_VALUE_TAG_PREFIX, CHAMPION_ALIAS, CHAMPION_TAG, CURVES,
                                   FAILED_JOBS_TAG, JOBS_PARAM, OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG,
                                   PARENT_RUN_TAG, PROMOTED_TAG, PROMOTION_REASON_TAG, REGISTERED_MODEL_TAG, SWEEP_HASH_TAG,
                                   SWEEP_TAG, SWEPT_KEYS_TAG, SWEPT_PARAM_PREFIX)
@@ -30,6 +29,7 @@ from mnist_tracking.runtime.redaction import redact, redact_text
 from mnist_tracking.tracking.registry import promote_if_better, register_run_model
 from mnist_tracking.tracking.resume import claim_sweep, owner_tags
 from mnist_tracking.tracking.run import SigtermAsInterrupt
+from mnist_tracking.sweeps.space import swept_values
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +37,6 @@ log = logging.getLogger(__name__)
 def _quoted(value: str) -> str:
     """A Hydra override value that survives any characters (commas, spaces, quotes)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def swept_values(config: DictConfig) -> dict[str, str]:
-    """What the sweep varies: command-line sweeps (`a=1,2`) and `hydra.sweeper.params` (grid or search space)."""
-    swept = {}
-    for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
-        if override.is_sweep_override():
-            key = override.get_key_element().lstrip("+~")  # `++a=1,2` sweeps `a`; MLflow names allow no `+`
-            try:
-                swept[key] = ",".join(override.sweep_string_iterator())
-            except Exception:  # a range or interval for a search has no list of values: keep it as written
-                swept[key] = override.get_value_element_as_str()
-    params = config.hydra.sweeper.get("params") or {}
-    swept.update({key.lstrip("+~"): str(value) for key, value in params.items()})
-    return swept
 
 
 class MlflowSweepCallback(Callback):
@@ -83,12 +68,15 @@ class MlflowSweepCallback(Callback):
         launch_dir = Path(config.hydra.runtime.cwd)
         self.tracking_uri = store.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
         experiment_id = store.prepare_experiment(self.tracking_uri, config.mlflow.experiment_name)
+        # MLflow resolves `models:/` URIs (registering the best job's model) against the process-wide URI: set here,
+        # since a sweep whose every job is skipped trains nothing that would set it.
+        mlflow.set_tracking_uri(self.tracking_uri)
         swept = redact(swept_values(config))
         tags = {
             **source_tags(launch_dir, sys.argv[1:], one_job=False), SWEEP_TAG: "true",
             SWEPT_KEYS_TAG: json.dumps(list(swept)), OPTIMIZED_METRIC_TAG: config.optimized_metric,
             OPTIMIZED_DIRECTION_TAG: config.optimized_direction,
-            "sweeper": config.hydra.sweeper._target_, "launcher": config.hydra.launcher._target_,
+            SWEEPER_TAG: config.hydra.sweeper._target_, LAUNCHER_TAG: config.hydra.launcher._target_,
         }
         client = mlflow.MlflowClient(self.tracking_uri)
         name = " ".join(["sweep", *(f"{k}={v}" for k, v in swept.items())])

@@ -10,7 +10,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from mnist_tracking.names import CHAMPION_ALIAS
+from mnist_tracking.names import DATASET_CONTEXT_TAG, CHAMPION_ALIAS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def register_run_model(client: mlflow.MlflowClient, run_id: str, name: str) -> M
 def _test_digest(run: mlflow.entities.Run) -> str | None:
     """The digest of the test set the run was evaluated on (its `testing` dataset input), if it logged one."""
     for dataset_input in run.inputs.dataset_inputs:
-        if any(tag.key == "mlflow.data.context" and tag.value == "testing" for tag in dataset_input.tags):
+        if any(tag.key == DATASET_CONTEXT_TAG and tag.value == "testing" for tag in dataset_input.tags):
             return dataset_input.dataset.digest
     return None
 
