@@ -7,7 +7,7 @@ DATA ?=#         a local mnist.npz (e.g. ../shared/data/mnist.npz); empty: Keras
 ARGS ?=#         more Hydra overrides for `make study`
 PYTEST_ARGS ?=#  e.g. PYTEST_ARGS='-m "not slow"' for the fast subset
 
-.PHONY: install install-test install-base study test docs docs-figures
+.PHONY: install install-test install-base study test lint docs docs-figures
 
 # The study needs the project alone (JAX, no TensorFlow: a JAX run then never imports it); the tests need every
 # extra, TensorFlow included (they train on both backends).
@@ -42,11 +42,17 @@ OTHER_BACKEND = $(if $(filter jax,$(shell $(PY) -c "from omegaconf import OmegaC
 
 # Last, what the docs show for the base install, in a venv that has only that (no TensorFlow), as a user's shell
 # would run it (no KERAS_BACKEND).
-test: install-test install-base
+test: install-test install-base lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 	KERAS_BACKEND=$(OTHER_BACKEND) $(PY) -m pytest -m "backends and not slow"
 	env -u KERAS_BACKEND MNIST_TRACKING_BASE_INSTALL=1 $(BASE_VENV)/bin/python -m pytest -m base_install
 	$(VENV)/bin/mkdocs build --strict --site-dir $$(mktemp -d)
+
+# What the pre-commit hooks run (.pre-commit-config.yaml), checking only: the linter, the formatter, the type checker.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # The docs site at http://127.0.0.1:8000, rebuilt as pages change.
 docs: install-test

@@ -31,6 +31,7 @@ import tempfile
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 
@@ -43,6 +44,7 @@ PYTHON = {"jax": sys.executable, "tensorflow": sys.executable}
 def train_cmd(backend: str = "jax") -> list[str]:
     """`python -m mnist_tracking.train` with the Python that runs `backend` (jax: the default backend)."""
     return [PYTHON[backend], "-m", "mnist_tracking.train"]
+
 
 # MLflow's stock Keras tracking, as a user without this project would write it (autolog crashes with
 # TensorFlow 2.21, which no longer ships TensorBoard).
@@ -160,8 +162,10 @@ def store_runs(workdir: Path, experiment: str = "mnist") -> list[mlflow.entities
 def epoch_stats(workdir: Path, run: mlflow.entities.Run) -> tuple[float, float, float]:
     """Median seconds per epoch (from the metric timestamps), end-of-run logging seconds, final val accuracy."""
     client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
-    stamps = [m.timestamp / 1000 for m in sorted(client.get_metric_history(run.info.run_id, "val_accuracy"),
-                                                 key=lambda m: m.step)]
+    stamps = [
+        m.timestamp / 1000
+        for m in sorted(client.get_metric_history(run.info.run_id, "val_accuracy"), key=lambda m: m.step)
+    ]
     per_epoch = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
     return per_epoch, run.info.end_time / 1000 - stamps[-1], run.data.metrics["val_accuracy"]
 
@@ -178,33 +182,37 @@ def fast_epoch_seconds(data_path: str, epochs: int = 6, rounds: int = 6) -> tupl
     os.environ.setdefault("KERAS_BACKEND", str(OmegaConf.load(ROOT / "conf" / "config.yaml").backend))
     import keras
 
-    from mnist_tracking.tracking.callback import MlflowCallback
     from mnist_tracking.ml.checkpoint import save_checkpoint
-    from mnist_tracking.ml.mnist import load_mnist
     from mnist_tracking.ml.fit import compile_model, fit
+    from mnist_tracking.ml.mnist import load_mnist
     from mnist_tracking.ml.models import mlp
+    from mnist_tracking.tracking.callback import MlflowCallback
 
     data = load_mnist(data_path, "standard", 0.25, None, None)
-    variants = {"untracked": lambda tmp: [], "tracked": lambda tmp: [MlflowCallback()],
-                "tracked + checkpoint every epoch": lambda tmp: [MlflowCallback(checkpoint_every=1, checkpoint_dir=tmp)]}
+    variants = {
+        "untracked": lambda tmp: [],
+        "tracked": lambda tmp: [MlflowCallback()],
+        "tracked + checkpoint every epoch": lambda tmp: [MlflowCallback(checkpoint_every=1, checkpoint_dir=tmp)],
+    }
     times: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         names = list(variants)
         for round_ in range(rounds):
-            for name in names[round_ % 3:] + names[:round_ % 3]:  # each variant first, second and third in turn
+            for name in names[round_ % 3 :] + names[: round_ % 3]:  # each variant first, second and third in turn
                 callbacks = variants[name]
                 keras.utils.set_random_seed(42)
                 model = mlp(64, "relu", data.input_shape, data.num_classes)
                 compile_model(model, keras.optimizers.SGD(0.01), data, fast=True)  # as train() does
                 epoch: list[float] = []
                 timer = keras.callbacks.LambdaCallback(
-                    on_epoch_begin=lambda e, logs: epoch.append(-time.perf_counter()),
-                    on_epoch_end=lambda e, logs: epoch.__setitem__(-1, epoch[-1] + time.perf_counter()))
+                    on_epoch_begin=lambda e, logs, epoch=epoch: epoch.append(-time.perf_counter()),
+                    on_epoch_end=lambda e, logs, epoch=epoch: epoch.__setitem__(-1, epoch[-1] + time.perf_counter()),
+                )
                 # The timer comes last, so a tracked epoch includes MlflowCallback's work.
                 with mlflow.start_run():
-                    fit(model, data, epochs=epochs, seed=42, fast=True, eval_batch_size=1024,
-                        callbacks=[*callbacks(Path(tmp)), timer])
+                    trainer = SimpleNamespace(epochs=epochs, fast=True, eval_batch_size=1024)
+                    fit(model, data, trainer, seed=42, callbacks=[*callbacks(Path(tmp)), timer])
                 times[name] += epoch[1:]  # the first epoch also traces the compiled step
         save, store = [], []
         client = mlflow.MlflowClient()
@@ -258,33 +266,52 @@ class Rows(list):
 
 def provenance(argv: list[str]) -> dict[str, str]:
     """Where and how the figures were measured: the commit, the versions, the machine, the date, the command."""
+
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else "unknown"
 
     def installed(name: str, python: str = sys.executable) -> str:
         if python != sys.executable:
-            done = subprocess.run([python, "-c", f"from importlib.metadata import version; print(version({name!r}))"],
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                [python, "-c", f"from importlib.metadata import version; print(version({name!r}))"],
+                capture_output=True,
+                text=True,
+            )
             return done.stdout.strip() if done.returncode == 0 else "not installed"
         try:
             return version(name)
         except PackageNotFoundError:
             return "not installed"
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     # What the figures depend on: uncommitted changes there are named (a change to the docs is not).
     code = ["mnist_tracking", "conf", "hydra_plugins", "pyproject.toml", "benchmarks/bench_train.py"]
-    commit = git("rev-parse", "--short", "HEAD") + (" (with uncommitted code changes)"
-                                                    if git("status", "--porcelain", "--", *code) else "")
-    return {"commit": commit, "date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *argv]),
-            "machine": f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} {platform.release()}",
-            "python": platform.python_version(),
-            **{name: installed(name) for name in ("keras", "mlflow", "tensorflow", "numpy")},
-            "jax (JAX jobs)": installed("jax", PYTHON["jax"]),
-            "tensorflow in the JAX jobs' install": installed("tensorflow", PYTHON["jax"])}
+    commit = git("rev-parse", "--short", "HEAD") + (
+        " (with uncommitted code changes)" if git("status", "--porcelain", "--", *code) else ""
+    )
+    return {
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["python", *argv]),
+        "machine": f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        **{name: installed(name) for name in ("keras", "mlflow", "tensorflow", "numpy")},
+        "jax (JAX jobs)": installed("jax", PYTHON["jax"]),
+        "tensorflow in the JAX jobs' install": installed("tensorflow", PYTHON["jax"]),
+    }
 
 
 def write_results(rows: Rows, argv: list[str]) -> None:
@@ -294,10 +321,14 @@ def write_results(rows: Rows, argv: list[str]) -> None:
     (ROOT / "benchmarks" / "RESULTS.md").write_text(
         "# Benchmark results\n\nWritten by `benchmarks/bench_train.py --markdown`: the latest invocation only "
         "(earlier ones are in git's history of this file). Read ratios rather than absolute times: a shared machine's "
-        "other tenants move them.\n\n" + header + "\n\n" + rows.markdown() + "\n", encoding="utf-8")
+        "other tenants move them.\n\n" + header + "\n\n" + rows.markdown() + "\n",
+        encoding="utf-8",
+    )
     (ROOT / "benchmarks" / "results.json").write_text(
-        json.dumps({"provenance": where, "rows": [{"measure": key, "value": value} for key, value in rows]},
-                   indent=2) + "\n", encoding="utf-8")
+        json.dumps({"provenance": where, "rows": [{"measure": key, "value": value} for key, value in rows]}, indent=2)
+        + "\n",
+        encoding="utf-8",
+    )
     print("Wrote benchmarks/RESULTS.md and benchmarks/results.json", flush=True)
 
 
@@ -305,15 +336,31 @@ def epoch_rows(rows: Rows, data_path: str) -> None:
     """The per-epoch cost of tracking, and of checkpointing on top of it."""
     seconds, save, store = fast_epoch_seconds(data_path)
     untracked, tracked, checkpointed = seconds.values()
-    rows.append(("mlp64 fast-path epoch untracked → tracked (overhead)",
-                 f"{untracked:.3f} → {tracked:.3f} s ({(tracked - untracked) / untracked:+.1%})"))
-    rows.append(("mlp64 fast-path epoch tracked → with a checkpoint every epoch (overhead)",
-                 f"{tracked:.3f} → {checkpointed:.3f} s ({(checkpointed - tracked) / tracked:+.1%})"))
-    rows.append(("checkpoint work per epoch: save (training thread) + store with the run (background)",
-                 f"{save * 1000:.1f} + {store * 1000:.1f} ms ({(save + store) / tracked:.1%} of a tracked epoch)"))
+    rows.append(
+        (
+            "mlp64 fast-path epoch untracked → tracked (overhead)",
+            f"{untracked:.3f} → {tracked:.3f} s ({(tracked - untracked) / untracked:+.1%})",
+        )
+    )
+    rows.append(
+        (
+            "mlp64 fast-path epoch tracked → with a checkpoint every epoch (overhead)",
+            f"{tracked:.3f} → {checkpointed:.3f} s ({(checkpointed - tracked) / tracked:+.1%})",
+        )
+    )
+    rows.append(
+        (
+            "checkpoint work per epoch: save (training thread) + store with the run (background)",
+            f"{save * 1000:.1f} + {store * 1000:.1f} ms ({(save + store) / tracked:.1%} of a tracked epoch)",
+        )
+    )
     sample, interval = system_metrics_sample_seconds(), 2.0  # conf/mlflow/default.yaml's system_metrics_interval
-    rows.append(("system metrics: one sample (background thread), share of training time at one per "
-                 f"{interval:g} s", f"{sample * 1000:.1f} ms ({sample / interval:.2%})"))
+    rows.append(
+        (
+            f"system metrics: one sample (background thread), share of training time at one per {interval:g} s",
+            f"{sample * 1000:.1f} ms ({sample / interval:.2%})",
+        )
+    )
 
 
 def backend_rows(rows: Rows, backend: str, data: str, work: Path, floor: dict[str, float]) -> None:
@@ -321,19 +368,33 @@ def backend_rows(rows: Rows, backend: str, data: str, work: Path, floor: dict[st
     run as a fresh process, and one training job's peak RSS."""
     study_dir = work / f"study-{backend}"
     wall, _ = run_measured([*train_cmd(backend), "experiment=study", f"backend={backend}", data], study_dir)
-    stats = {r.data.params["model.hidden_units"]: (epoch_stats(study_dir, r), r.data.metrics["test_accuracy"])
-             for r in store_runs(study_dir)}
+    stats = {
+        r.data.params["model.hidden_units"]: (epoch_stats(study_dir, r), r.data.metrics["test_accuracy"])
+        for r in store_runs(study_dir)
+    }
     for name, hidden in (("dense", "[]"), ("mlp64", "64")):
         (per_epoch, end, val), test = stats[hidden]
-        rows.append((f"{backend}: {name} s/epoch, validation included (× fused-scan floor {floor[name]:.3f} s)",
-                     f"{per_epoch:.3f} ({per_epoch / floor[name]:.2f}×)"))
+        rows.append(
+            (
+                f"{backend}: {name} s/epoch, validation included (× fused-scan floor {floor[name]:.3f} s)",
+                f"{per_epoch:.3f} ({per_epoch / floor[name]:.2f}×)",
+            )
+        )
         rows.append((f"{backend}: {name} val / test accuracy after 30 epochs", f"{val:.4f} / {test:.4f}"))
         rows.append((f"{backend}: {name} end-of-run recording (test, figures, model)", f"{end:.2f} s"))
     rows.append((f"{backend}: whole study (experiment=study, both runs tracked)", f"{wall:.1f} s"))
-    wall, rss = run_measured([*train_cmd(backend), "model=dense", "trainer.epochs=1", f"backend={backend}", data],
-                             work / f"one-{backend}")
-    tf = subprocess.run([PYTHON[backend], "-c", "import importlib.util; print(bool(importlib.util.find_spec('tensorflow')))"],
-                        capture_output=True, text=True, check=True).stdout.strip() == "True"
+    wall, rss = run_measured(
+        [*train_cmd(backend), "model=dense", "trainer.epochs=1", f"backend={backend}", data], work / f"one-{backend}"
+    )
+    tf = (
+        subprocess.run(
+            [PYTHON[backend], "-c", "import importlib.util; print(bool(importlib.util.find_spec('tensorflow')))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        == "True"
+    )
     where = "" if backend == "tensorflow" else f" (TensorFlow {'installed' if tf else 'not installed'})"
     rows.append((f"{backend}: one-epoch model=dense run, fresh process start to exit{where}", f"{wall:.1f} s"))
     rows.append((f"{backend}: peak RSS of that training job", f"{rss:.0f} MB"))
@@ -346,8 +407,11 @@ def first_store_row(rows: Rows, data: str, work: Path) -> None:
 
     from mnist_tracking.runtime import cache
 
-    env = {"XDG_CACHE_HOME": str(work / "first-store-cache"), "MPLCONFIGDIR": matplotlib.get_cachedir(),
-           "JAX_COMPILATION_CACHE_DIR": str(cache.jax_compilation_cache())}
+    env = {
+        "XDG_CACHE_HOME": str(work / "first-store-cache"),
+        "MPLCONFIGDIR": matplotlib.get_cachedir(),
+        "JAX_COMPILATION_CACHE_DIR": str(cache.jax_compilation_cache()),
+    }
     wall = run([*train_cmd(), "model=dense", "trainer.epochs=1", data], work / "one-first-store", env)
     rows.append(("jax: the same one-epoch run, no empty store cached yet (MLflow's migrations run)", f"{wall:.1f} s"))
 
@@ -356,45 +420,75 @@ def fixed_cost_row(rows: Rows, data: str, work: Path, jobs: int = 5) -> None:
     """Fixed cost per job of a serial sweep of one-epoch dense jobs: (sweep wall − first job) / (jobs − 1) − epoch."""
     folder = work / "fixed"
     start = time.time()
-    wall = run([*train_cmd(), "-m", f"seed={','.join(map(str, range(jobs)))}", "model=dense", "trainer.epochs=1", data], folder)
+    wall = run(
+        [*train_cmd(), "-m", f"seed={','.join(map(str, range(jobs)))}", "model=dense", "trainer.epochs=1", data], folder
+    )
     runs = sorted(store_runs(folder), key=lambda r: r.info.start_time)
     first = runs[0].info.end_time / 1000 - start  # process start to the first job's end
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
     epoch = statistics.median(  # a one-epoch run's training: its start to its epoch metric
         client.get_metric_history(r.info.run_id, "val_accuracy")[0].timestamp / 1000 - r.info.start_time / 1000
-        for r in runs[1:])
+        for r in runs[1:]
+    )
     per_job = (wall - first) / (jobs - 1)
-    rows.append((f"serial sweep of {jobs} one-epoch dense jobs: per job after the first, less its epoch",
-                 f"{per_job:.2f} − {epoch:.2f} = {per_job - epoch:.2f} s"))
+    rows.append(
+        (
+            f"serial sweep of {jobs} one-epoch dense jobs: per job after the first, less its epoch",
+            f"{per_job:.2f} − {epoch:.2f} = {per_job - epoch:.2f} s",
+        )
+    )
 
 
 def scale_row(rows: Rows, data: str, work: Path, jobs: int = 200) -> None:
     """A serial sweep of `jobs` tiny jobs: every run recorded, and how long its report takes to build and to rebuild."""
     folder = work / "scale"
-    wall, rss = run_measured([*train_cmd(), "-m", f"seed=range(0,{jobs})", "data.limit_train=1000", "trainer.epochs=1",
-                              "model=dense", "sweep.register_best=false", data], folder)
+    wall, rss = run_measured(
+        [
+            *train_cmd(),
+            "-m",
+            f"seed=range(0,{jobs})",
+            "data.limit_train=1000",
+            "trainer.epochs=1",
+            "model=dense",
+            "sweep.register_best=false",
+            data,
+        ],
+        folder,
+    )
     children = store_runs(folder)
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
     [parent] = {r.data.tags["mlflow.parentRunId"] for r in children}
     # The parent's report is built after the last job ends and before the parent does.
     built = (client.get_run(parent).info.end_time - max(r.info.end_time for r in children)) / 1000
     report = run([PYTHON["jax"], "-m", "mnist_tracking.report", "--out", str(folder / "report")], folder)
-    rows.append((f"{jobs}-job serial sweep (limit_train=1000, 1 epoch): wall, runs recorded, the parent's report "
-                 "(last job's end → parent's end), report rebuilt by `python -m mnist_tracking.report`, the sweep "
-                 "process's peak RSS", f"{wall:.0f} s, {len(children)} runs, {built:.1f} s, {report:.1f} s, {rss:.0f} MB"))
+    rows.append(
+        (
+            f"{jobs}-job serial sweep (limit_train=1000, 1 epoch): wall, runs recorded, the parent's report "
+            "(last job's end → parent's end), report rebuilt by `python -m mnist_tracking.report`, the sweep "
+            "process's peak RSS",
+            f"{wall:.0f} s, {len(children)} runs, {built:.1f} s, {report:.1f} s, {rss:.0f} MB",
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-path", required=True, help="the full mnist.npz")
     parser.add_argument("--backends", default="jax,tensorflow", help="Keras backends side by side (default: both)")
-    parser.add_argument("--only-epochs", action="store_true",
-                        help="only the per-epoch tracking and checkpoint overhead rows (~1 min)")
+    parser.add_argument(
+        "--only-epochs", action="store_true", help="only the per-epoch tracking and checkpoint overhead rows (~1 min)"
+    )
     parser.add_argument("--scale", action="store_true", help="also the 200-job sweep row (~15 min more)")
-    parser.add_argument("--markdown", action="store_true",
-                        help="also write the table, with its provenance, to benchmarks/RESULTS.md and results.json")
-    parser.add_argument("--jax-python", default=sys.executable,
-                        help="the Python for the JAX jobs, e.g. an install without TensorFlow (default: this one)")
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="also write the table, with its provenance, to benchmarks/RESULTS.md and results.json",
+    )
+    parser.add_argument(
+        "--jax-python",
+        default=sys.executable,
+        help="the Python for the JAX jobs, e.g. an install without TensorFlow (default: this one)",
+    )
     args = parser.parse_args()
     PYTHON["jax"] = args.jax_python
     data = f"data.path={Path(args.data_path).resolve()}"
@@ -403,11 +497,16 @@ def main() -> None:
         epoch_rows(rows, args.data_path)
         return finish(rows, args.markdown)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    print(f"mnist-tracking benchmark: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}, working in {work}", flush=True)
+    print(
+        f"mnist-tracking benchmark: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, working in {work}",
+        flush=True,
+    )
 
     help_times = [run([*train_cmd(), "--help"], work / "help") for _ in range(3)]
-    rows.append(("`python -m mnist_tracking.train --help` wall time (median of 3)", f"{statistics.median(help_times):.2f} s"))
+    rows.append(
+        ("`python -m mnist_tracking.train --help` wall time (median of 3)", f"{statistics.median(help_times):.2f} s")
+    )
     floor = floor_seconds(str(Path(args.data_path).resolve()))
     for backend in args.backends.split(","):
         backend_rows(rows, backend, data, work, floor)
@@ -419,23 +518,47 @@ def main() -> None:
     serial = run([*train_cmd(), *grid], work / "serial")
     parallel = run([*train_cmd(), *grid, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], work / "joblib")
     lost = 4 - len(store_runs(work / "joblib"))
-    rows.append(("4 study-size jobs (30 epochs): serial → joblib, 2 workers (throughput ratio)",
-                 f"{serial:.1f} → {parallel:.1f} s ({serial / parallel:.2f}×), runs lost: {lost}"))
+    rows.append(
+        (
+            "4 study-size jobs (30 epochs): serial → joblib, 2 workers (throughput ratio)",
+            f"{serial:.1f} → {parallel:.1f} s ({serial / parallel:.2f}×), runs lost: {lost}",
+        )
+    )
     # What two workers could give on this machine at best: no launcher, each half of the grid as a serial sweep in a
     # process of its own (each with every core, as a lone job has), both started at once.
     halves = [work / "together-1", work / "together-2"]
-    together = run_together([[*train_cmd(), "-m", "model=dense,mlp64", f"seed={seed}", data] for seed in (1, 2)],
-                            halves)
+    together = run_together(
+        [[*train_cmd(), "-m", "model=dense,mlp64", f"seed={seed}", data] for seed in (1, 2)], halves
+    )
     lost = 4 - sum(len(store_runs(half)) for half in halves)
-    rows.append(("the same 4 jobs as two serial sweeps of 2 started at once, no launcher (the most 2 workers "
-                 "could give here)", f"{serial:.1f} → {together:.1f} s ({serial / together:.2f}×), runs lost: {lost}"))
+    rows.append(
+        (
+            "the same 4 jobs as two serial sweeps of 2 started at once, no launcher (the most 2 workers "
+            "could give here)",
+            f"{serial:.1f} → {together:.1f} s ({serial / together:.2f}×), runs lost: {lost}",
+        )
+    )
 
     ours = run([*train_cmd(), "experiment=study", data], work / "study")
-    baseline = run([sys.executable, "-c", BASELINE, str(Path(args.data_path).resolve()),
-                    f"sqlite:///{work / 'baseline' / 'mlflow.db'}", "30"], work / "baseline",
-                   env={"KERAS_BACKEND": "tensorflow"})
-    rows.append(("whole study on the default backend against plain fit + mlflow.keras.MlflowCallback + default "
-                 "log_model (TensorFlow)", f"{baseline:.0f} → {ours:.0f} s ({ours / baseline:.2f} of it)"))
+    baseline = run(
+        [
+            sys.executable,
+            "-c",
+            BASELINE,
+            str(Path(args.data_path).resolve()),
+            f"sqlite:///{work / 'baseline' / 'mlflow.db'}",
+            "30",
+        ],
+        work / "baseline",
+        env={"KERAS_BACKEND": "tensorflow"},
+    )
+    rows.append(
+        (
+            "whole study on the default backend against plain fit + mlflow.keras.MlflowCallback + default "
+            "log_model (TensorFlow)",
+            f"{baseline:.0f} → {ours:.0f} s ({ours / baseline:.2f} of it)",
+        )
+    )
     epoch_rows(rows, args.data_path)
     if args.scale:
         scale_row(rows, data, work)

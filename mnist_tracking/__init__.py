@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 def _default_backend() -> str:
     """The `backend` of conf/config.yaml: the one place the project's default lives."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; types-PyYAML is not a dependency
 
     with open(Path(__file__).resolve().parents[1] / "conf" / "config.yaml", encoding="utf-8") as file:
         return str(yaml.safe_load(file)["backend"])

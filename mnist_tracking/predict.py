@@ -34,14 +34,20 @@ def _pixels(array: np.ndarray, source: str, shape: tuple[int, ...] | None) -> np
     if array.ndim == 2 and (shape is None or array.shape == shape):
         array = array[None]
     if array.ndim != 3 or (shape is not None and array.shape[1:] != shape) or not array.size:
-        raise ConfigError(f"{source}: shape {array.shape} is invalid: give {size} images, as ({', '.join(size.split('x'))}) "
-                          f"or (n, {', '.join(size.split('x'))}).")
+        raise ConfigError(
+            f"{source}: shape {array.shape} is invalid: give {size} images, as ({', '.join(size.split('x'))}) "
+            f"or (n, {', '.join(size.split('x'))})."
+        )
     if array.dtype.kind not in "uif" or (array.size and (array.min() < 0 or array.max() > 255)):
-        raise ConfigError(f"{source}: {array.dtype} values from {array.min()} to {array.max()} are invalid: give raw "
-                          "pixels from 0 to 255, as an image holds them.")
+        raise ConfigError(
+            f"{source}: {array.dtype} values from {array.min()} to {array.max()} are invalid: give raw "
+            "pixels from 0 to 255, as an image holds them."
+        )
     if array.dtype.kind == "f" and array.max() <= 1 and np.any(array != np.round(array)):
-        raise ConfigError(f"{source}: values in [0, 1] look already scaled: give raw pixels as an image holds them "
-                          "(the model normalizes them as training did).")
+        raise ConfigError(
+            f"{source}: values in [0, 1] look already scaled: give raw pixels as an image holds them "
+            "(the model normalizes them as training did)."
+        )
     return np.rint(array).astype(np.uint8)
 
 
@@ -49,7 +55,9 @@ def read_images(path: Path, shape: tuple[int, ...] | None = None) -> tuple[np.nd
     """The images in a PNG, .npy or .npz file as uint8 (n, *shape), and a label for each. `shape`: what the model
     takes (its signature's); None: any 2-D shape."""
     if path.suffix.lower() not in SUFFIXES:
-        raise ConfigError(f"{path}: a {path.suffix or 'suffix-less'} file is not supported: give {', '.join(SUFFIXES)}.")
+        raise ConfigError(
+            f"{path}: a {path.suffix or 'suffix-less'} file is not supported: give {', '.join(SUFFIXES)}."
+        )
     if not path.is_file():
         raise ConfigError(f"{path}: no such file.")
     if path.suffix.lower() == ".png":
@@ -57,8 +65,10 @@ def read_images(path: Path, shape: tuple[int, ...] | None = None) -> tuple[np.nd
 
         with Image.open(path) as image:
             if shape is not None and image.size[::-1] != shape:
-                raise ConfigError(f"{path}: a {image.size[0]}x{image.size[1]} image is invalid: give "
-                                  f"{shape[1]}x{shape[0]} pixels, as the model's training images are.")
+                raise ConfigError(
+                    f"{path}: a {image.size[0]}x{image.size[1]} image is invalid: give "
+                    f"{shape[1]}x{shape[0]} pixels, as the model's training images are."
+                )
             return _pixels(np.asarray(image.convert("L")), str(path), shape), [str(path)]
     if path.suffix.lower() == ".npy":
         array = np.load(path, allow_pickle=False)
@@ -66,8 +76,10 @@ def read_images(path: Path, shape: tuple[int, ...] | None = None) -> tuple[np.nd
         with np.load(path, allow_pickle=False) as npz:
             names = ["x_test"] if "x_test" in npz.files else npz.files
             if len(names) != 1:
-                raise ConfigError(f"{path}: arrays {npz.files} are ambiguous: give an .npz with one array, or with "
-                                  "x_test (Keras's mnist.npz layout).")
+                raise ConfigError(
+                    f"{path}: arrays {npz.files} are ambiguous: give an .npz with one array, or with "
+                    "x_test (Keras's mnist.npz layout)."
+                )
             array = npz[names[0]]
     images = _pixels(array, str(path), shape)
     return images, [f"{path}[{i}]" for i in range(len(images))] if array.ndim == 3 else [str(path)]
@@ -113,7 +125,13 @@ def predict(model_uri: str, images: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     """Prints the predicted digit and its probability for each image in FILEs."""
     parser = argparse.ArgumentParser(prog="python -m mnist_tracking.predict", description=main.__doc__)
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PNG images, .npy or .npz arrays, sized as the model takes them (28x28 for MNIST)")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="PNG images, .npy or .npz arrays, sized as the model takes them (28x28 for MNIST)",
+    )
     parser.add_argument("--model", help="a model URI (default: models:/mnist-best@champion)")
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db")
     args = parser.parse_args(argv)
@@ -141,13 +159,15 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
     except MlflowException as exc:
-        raise SystemExit(f"error: cannot load {model_uri} from {redact_text(tracking_uri)}: {exc.message}. A sweep registers its "
-                         "best model and names the champion (python -m mnist_tracking.train -m ...); or pass --model "
-                         "runs:/<run id>/model.") from None
+        raise SystemExit(
+            f"error: cannot load {model_uri} from {redact_text(tracking_uri)}: {exc.message}. A sweep registers its "
+            "best model and names the champion (python -m mnist_tracking.train -m ...); or pass --model "
+            "runs:/<run id>/model."
+        ) from None
     labels = [label for _, names in loaded for label in names]
     for label, row in zip(labels, probabilities):
         print(f"{label}: {int(row.argmax())} (p={row.max():.4f})")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()  # returns None: exit status 0, as sys.exit(None) gave

@@ -1,8 +1,8 @@
 """Train one model (on MNIST by default) and record the run in MLflow.
 
-    python -m mnist_tracking.train                              # the default job (conf/config.yaml)
-    python -m mnist_tracking.train -m model=dense,mlp64         # a sweep: one run per model
-    python -m mnist_tracking.train experiment=study             # the seed study (conf/experiment/study.yaml)
+python -m mnist_tracking.train                              # the default job (conf/config.yaml)
+python -m mnist_tracking.train -m model=dense,mlp64         # a sweep: one run per model
+python -m mnist_tracking.train experiment=study             # the seed study (conf/experiment/study.yaml)
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     job = start_job(cfg)  # bad values fail here, before anything trains or is recorded; then the backend and seed
     import mlflow  # imported here, not at the top: `--help` and `--cfg job` answer without them, Keras after its backend
 
+    from mnist_tracking.ml import callbacks as fit_callbacks
     from mnist_tracking.ml import fit as training
     from mnist_tracking.ml.data import load_dataset
-    from mnist_tracking.ml import callbacks as fit_callbacks
     from mnist_tracking.tracking import evaluation, resume, store
     from mnist_tracking.tracking import run as tracking
     from mnist_tracking.tracking.callback import MlflowCallback
@@ -51,18 +51,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         client = mlflow.MlflowClient(uri)
         first_epoch, recorded = resume.continue_run(client, stopped, model, job.output_dir) if stopped else (0, {})
         test_set = tracking.record_inputs(run, cfg, job, data, stopped)
-        # The figures render in a helper process while the run goes on; all are stored before the run ends.
-        with FigureLog(client, run.info.run_id, helper=job.threads is None) as log_figure:
-            recorder = MlflowCallback(run.info.run_id, uri, cfg.trainer.checkpoint_every, job.output_dir, recorded,
-                                      log_figure)
-            callbacks = [*fit_callbacks.from_config(cfg.get("callbacks")), recorder,
-                         fit_callbacks.epoch_logger(cfg.trainer.epochs)]
+        with FigureLog(client, run.info.run_id, helper=job.threads is None) as log_figure:  # rendered elsewhere
+            recorder = MlflowCallback(
+                run.info.run_id, uri, cfg.trainer.checkpoint_every, job.output_dir, recorded, log_figure
+            )
+            callbacks = fit_callbacks.around(recorder, cfg.callbacks, cfg.trainer.epochs)
             with recorder.closing():  # stopped or not, what was trained is on record before the run ends
-                training.fit(model, data, epochs=cfg.trainer.epochs, seed=cfg.seed, fast=cfg.trainer.fast,
-                             eval_batch_size=cfg.trainer.eval_batch_size, first_epoch=first_epoch, callbacks=callbacks)
+                training.fit(model, data, cfg.trainer, cfg.seed, first_epoch, callbacks)
             training.raise_if_diverged(recorder.history)
-            metrics = evaluation.record_evaluation(model, data, cfg.trainer.eval_batch_size,
-                                                   len(recorder.history["loss"]) - 1, test_set, log_figure)
+            metrics = evaluation.record_evaluation(
+                model, data, cfg.trainer.eval_batch_size, recorder.last_epoch, test_set, log_figure
+            )
     metrics = {key: values[-1] for key, values in recorder.history.items()} | metrics
     tracking.announce(run, metrics)
     return metrics

@@ -91,52 +91,76 @@ def study_section(client: mlflow.MlflowClient) -> str:
     epochs = int(mlp64.data.params["trainer.epochs"])
     rows = [
         ("`dense` params", "7,850", f"{int(dense.data.params['total_params']):,}"),
-        (f"`dense` train / validation accuracy, epoch {epochs}", "≈ 0.92 / ≈ 0.92",
-         f"{d['accuracy']:.4f} / {d['val_accuracy']:.4f}"),
+        (
+            f"`dense` train / validation accuracy, epoch {epochs}",
+            "≈ 0.92 / ≈ 0.92",
+            f"{d['accuracy']:.4f} / {d['val_accuracy']:.4f}",
+        ),
         ("`dense` test accuracy", "≈ 0.92", f"**{d['test_accuracy']:.4f}**"),
         ("`mlp64` params", "50,890", f"{int(mlp64.data.params['total_params']):,}"),
-        (f"`mlp64` validation accuracy, epoch 10 → {epochs}", "≈ 0.962 → 0.969",
-         f"{at_epoch(client, mlp64.info.run_id, 'val_accuracy', 10):.4f} → **{m['val_accuracy']:.4f}**"),
-        (f"`mlp64` train accuracy, epoch 10 → {epochs}", "≈ 0.974 → 0.986",
-         f"{at_epoch(client, mlp64.info.run_id, 'accuracy', 10):.4f} → {m['accuracy']:.4f}"),
+        (
+            f"`mlp64` validation accuracy, epoch 10 → {epochs}",
+            "≈ 0.962 → 0.969",
+            f"{at_epoch(client, mlp64.info.run_id, 'val_accuracy', 10):.4f} → **{m['val_accuracy']:.4f}**",
+        ),
+        (
+            f"`mlp64` train accuracy, epoch 10 → {epochs}",
+            "≈ 0.974 → 0.986",
+            f"{at_epoch(client, mlp64.info.run_id, 'accuracy', 10):.4f} → {m['accuracy']:.4f}",
+        ),
         ("`mlp64` test accuracy; macro F1", "", f"{m['test_accuracy']:.4f}; {m['test_macro_f1']:.4f}"),
         ("`dense` test accuracy; macro F1", "", f"{d['test_accuracy']:.4f}; {d['test_macro_f1']:.4f}"),
         ("most-confused test pairs (true→predicted), `mlp64`", "", mlp64.data.tags["most_confused"]),
         ("most-confused test pairs, `dense`", "", dense.data.tags["most_confused"]),
     ]
     table = "| | the study (`tf.keras`) | measured |\n|---|---|---|\n" + "\n".join(
-        f"| {what} | {study} | {measured} |" for what, study, measured in rows)
-    return (f"{table}\n\n`mlp64`'s learning curves, its misclassified test digits and its confusion matrix:\n\n"
-            "![mlp64 learning curves](images/study_mlp64_learning_curves.png)\n\n"
-            "![mlp64 misclassified test digits](images/study_mlp64_misclassified.png)\n\n"
-            "![mlp64 confusion matrix](images/study_mlp64_confusion_matrix.png)\n\n"
-            "`dense`'s learning curves:\n\n![dense learning curves](images/study_dense_learning_curves.png)\n")
+        f"| {what} | {study} | {measured} |" for what, study, measured in rows
+    )
+    return (
+        f"{table}\n\n`mlp64`'s learning curves, its misclassified test digits and its confusion matrix:\n\n"
+        "![mlp64 learning curves](images/study_mlp64_learning_curves.png)\n\n"
+        "![mlp64 misclassified test digits](images/study_mlp64_misclassified.png)\n\n"
+        "![mlp64 confusion matrix](images/study_mlp64_confusion_matrix.png)\n\n"
+        "`dense`'s learning curves:\n\n![dense learning curves](images/study_dense_learning_curves.png)\n"
+    )
 
 
 def normalization_section(client: mlflow.MlflowClient) -> str:
     parent = parent_run(client)
-    copy_artifact(client, parent.info.run_id, "sweep/val_accuracy_by_seed_group.png",
-                  "normalization_val_accuracy_by_seed_group.png")
+    copy_artifact(
+        client,
+        parent.info.run_id,
+        "sweep/val_accuracy_by_seed_group.png",
+        "normalization_val_accuracy_by_seed_group.png",
+    )
     groups = pd.read_csv(client.download_artifacts(parent.info.run_id, "sweep/groups.csv", tempfile.mkdtemp()))
     key = next(column for column in groups.columns if column.endswith("normalization"))
 
     def cell(row: pd.Series, metric: str) -> str:
         return f"{row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f}"
 
-    lines = [f"| `{row[key]}` | {int(row['n_seeds'])} | {cell(row, 'val_accuracy')} | {cell(row, 'test_accuracy')} | "
-             f"{cell(row, 'val_loss')} |" for _, row in groups.iterrows()]
-    return ("Its `sweep/groups.csv`, mean ± sample standard deviation over the seeds:\n\n"
-            "| `data.normalization` | seeds | `val_accuracy` | `test_accuracy` | `val_loss` |\n|---|---|---|---|---|\n"
-            + "\n".join(lines) + "\n\n![val_accuracy per epoch, mean ± std over seeds]"
-            "(images/normalization_val_accuracy_by_seed_group.png)\n")
+    lines = [
+        f"| `{row[key]}` | {int(row['n_seeds'])} | {cell(row, 'val_accuracy')} | {cell(row, 'test_accuracy')} | "
+        f"{cell(row, 'val_loss')} |"
+        for _, row in groups.iterrows()
+    ]
+    return (
+        "Its `sweep/groups.csv`, mean ± sample standard deviation over the seeds:\n\n"
+        "| `data.normalization` | seeds | `val_accuracy` | `test_accuracy` | `val_loss` |\n|---|---|---|---|---|\n"
+        + "\n".join(lines)
+        + "\n\n![val_accuracy per epoch, mean ± std over seeds]"
+        "(images/normalization_val_accuracy_by_seed_group.png)\n"
+    )
 
 
 def convnet_section(client: mlflow.MlflowClient) -> str:
     [run] = job_runs(client)
     metrics = run.data.metrics
-    return (f"| params | validation accuracy | test accuracy |\n|---|---|---|\n"
-            f"| {int(run.data.params['total_params']):,} | {metrics['val_accuracy']:.4f} | "
-            f"**{metrics['test_accuracy']:.4f}** |\n")
+    return (
+        f"| params | validation accuracy | test accuracy |\n|---|---|---|\n"
+        f"| {int(run.data.params['total_params']):,} | {metrics['val_accuracy']:.4f} | "
+        f"**{metrics['test_accuracy']:.4f}** |\n"
+    )
 
 
 def optuna_section(client: mlflow.MlflowClient) -> str:
@@ -144,12 +168,16 @@ def optuna_section(client: mlflow.MlflowClient) -> str:
     copy_artifact(client, parent.info.run_id, "sweep/val_accuracy.png", "optuna_val_accuracy.png")
     best = client.get_run(parent.data.tags["best_run_id"])
     keys = ("optimizer.learning_rate", "model.hidden_units", "data.batch_size")
-    chosen = " ".join(f"`{key}={float(best.data.params[key]):.4g}`" if key.endswith("rate")
-                      else f"`{key}={best.data.params[key]}`" for key in keys)
-    return (f"| trials | best trial | its validation accuracy | its test accuracy |\n|---|---|---|---|\n"
-            f"| {len(job_runs(client))} | {chosen} | **{best.data.metrics['val_accuracy']:.4f}** | "
-            f"{best.data.metrics['test_accuracy']:.4f} |\n\nThe parent's `sweep/val_accuracy.png`:\n\n"
-            "![validation accuracy per epoch of each trial](images/optuna_val_accuracy.png)\n")
+    chosen = " ".join(
+        f"`{key}={float(best.data.params[key]):.4g}`" if key.endswith("rate") else f"`{key}={best.data.params[key]}`"
+        for key in keys
+    )
+    return (
+        f"| trials | best trial | its validation accuracy | its test accuracy |\n|---|---|---|---|\n"
+        f"| {len(job_runs(client))} | {chosen} | **{best.data.metrics['val_accuracy']:.4f}** | "
+        f"{best.data.metrics['test_accuracy']:.4f} |\n\nThe parent's `sweep/val_accuracy.png`:\n\n"
+        "![validation accuracy per epoch of each trial](images/optuna_val_accuracy.png)\n"
+    )
 
 
 # What a result depends on: a change to these, not yet committed, is named in the provenance.
@@ -159,20 +187,34 @@ CODE = ["mnist_tracking", "conf", "hydra_plugins", "pyproject.toml"]
 def machine() -> str:
     """The commit (and whether the code differs from it), the date, the versions and the CPU: one line each."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", *CODE], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", *CODE], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     versions = ", ".join(f"{package} {version(package)}" for package in ("keras", "jax", "mlflow", "numpy"))
-    return "; ".join([f"commit `{commit.stdout.strip()}`{' (with uncommitted code changes)' if dirty else ''}, "
-                      f"{datetime.date.today().isoformat()}", f"Python {platform.python_version()}, {versions}",
-                      f"{cpu}, {os.cpu_count()} cores, {'a GPU' if shutil.which('nvidia-smi') else 'no GPU'}"])
+    return "; ".join(
+        [
+            f"commit `{commit.stdout.strip()}`{' (with uncommitted code changes)' if dirty else ''}, "
+            f"{datetime.date.today().isoformat()}",
+            f"Python {platform.python_version()}, {versions}",
+            f"{cpu}, {os.cpu_count()} cores, {'a GPU' if shutil.which('nvidia-smi') else 'no GPU'}",
+        ]
+    )
 
 
 def provenance(name: str, where: str) -> str:
     """The block that says where a result was measured (the docs tests allow dates only inside such blocks)."""
-    return (f"<!-- provenance -->\n**Provenance:** {where}; "
-            f"`{' '.join(command(name, '../shared/data/mnist.npz'))}`.\n<!-- /provenance -->\n")
+    return (
+        f"<!-- provenance -->\n**Provenance:** {where}; "
+        f"`{' '.join(command(name, '../shared/data/mnist.npz'))}`.\n<!-- /provenance -->\n"
+    )
 
 
 INTRO = """# Results
@@ -183,26 +225,45 @@ values the runs recorded. Each result names where it was measured.
 """
 
 SECTIONS = {
-    "study": ("The study", "The seed study's two models, SGD with learning rate 0.01, batch 32, 30 epochs, the last 25% "
-              "of the training set held out for validation (`conf/experiment/study.yaml`), on the default backend. "
-              "Each run is reproducible: the same command gives the same numbers. Another backend draws other "
-              "initial weights from the same seed, so its numbers differ slightly.", study_section),
-    "normalization": ("Normalization", "Why `data.normalization=standard` is the default: one seed-aware sweep, "
-                      "`mlp64` with each normalization over three seeds. `standard` scales pixels to [0, 1], then "
-                      "subtracts MNIST's mean and divides by its standard deviation; `unit` only scales.",
-                      normalization_section),
-    "convnet": ("The convnet", "`model=cnn` (two blocks of 3×3 convolution and max pooling, dropout, a softmax layer) "
-                "with Adam at Keras's default learning rate, 5 epochs.", convnet_section),
-    "optuna": ("The Optuna search", "A TPE search over the learning rate, the hidden layer's width and the batch size "
-               "(`conf/hparams_search/optuna.yaml`), 8 trials of 15 epochs.", optuna_section),
+    "study": (
+        "The study",
+        "The seed study's two models, SGD with learning rate 0.01, batch 32, 30 epochs, the last 25% "
+        "of the training set held out for validation (`conf/experiment/study.yaml`), on the default backend. "
+        "Each run is reproducible: the same command gives the same numbers. Another backend draws other "
+        "initial weights from the same seed, so its numbers differ slightly.",
+        study_section,
+    ),
+    "normalization": (
+        "Normalization",
+        "Why `data.normalization=standard` is the default: one seed-aware sweep, "
+        "`mlp64` with each normalization over three seeds. `standard` scales pixels to [0, 1], then "
+        "subtracts MNIST's mean and divides by its standard deviation; `unit` only scales.",
+        normalization_section,
+    ),
+    "convnet": (
+        "The convnet",
+        "`model=cnn` (two blocks of 3×3 convolution and max pooling, dropout, a softmax layer) "
+        "with Adam at Keras's default learning rate, 5 epochs.",
+        convnet_section,
+    ),
+    "optuna": (
+        "The Optuna search",
+        "A TPE search over the learning rate, the hidden layer's width and the batch size "
+        "(`conf/hparams_search/optuna.yaml`), 8 trials of 15 epochs.",
+        optuna_section,
+    ),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-path", required=True, type=Path, help="the full mnist.npz")
-    parser.add_argument("--ui-check", type=Path, default=ROOT.parent / "shared" / "tools" / "ui-check",
-                        help="the ui-check tool that takes the UI's screenshots (default: ../shared/tools/ui-check)")
+    parser.add_argument(
+        "--ui-check",
+        type=Path,
+        default=ROOT.parent / "shared" / "tools" / "ui-check",
+        help="the ui-check tool that takes the UI's screenshots (default: ../shared/tools/ui-check)",
+    )
     parser.add_argument("--only", default=",".join(EXPERIMENTS), help="experiments to run (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -216,8 +277,10 @@ def main() -> None:
     for name in names:
         client = run_experiment(name, args.data_path.resolve(), work)
         title, text, section = SECTIONS[name]
-        parts.append(f"## {title}\n\n{text}\n\n```bash\n{' '.join(command(name, '../shared/data/mnist.npz'))}\n```"
-                     f"\n\n{section(client)}\n{provenance(name, where)}")
+        parts.append(
+            f"## {title}\n\n{text}\n\n```bash\n{' '.join(command(name, '../shared/data/mnist.npz'))}\n```"
+            f"\n\n{section(client)}\n{provenance(name, where)}"
+        )
         if name == "study":
             screenshots(args.ui_check, work / "study")
     if names == list(EXPERIMENTS):
@@ -230,9 +293,23 @@ def main() -> None:
 def screenshots(ui_check: Path, folder: Path) -> None:
     """The MLflow UI on the study's store, as users see it: runs table, a run, a metric chart, artifacts, models."""
     out = Path(tempfile.mkdtemp(prefix="ui-check-"))
-    done = subprocess.run([str(ui_check), "--python", sys.executable, "--tracking-uri",
-                           f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}", "--experiment", "mnist", "--out", str(out),
-                           "--metric", "val_accuracy"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            str(ui_check),
+            "--python",
+            sys.executable,
+            "--tracking-uri",
+            f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
+            "--experiment",
+            "mnist",
+            "--out",
+            str(out),
+            "--metric",
+            "val_accuracy",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"ui-check failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     for shot in UI_SHOTS:

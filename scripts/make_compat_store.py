@@ -66,9 +66,16 @@ def old_env() -> dict[str, str]:
 
 
 def old_cli(args: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mnist_tracking.train", *args], cwd=STORE_DIR, env=old_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_tracking.train", *args],
+        cwd=STORE_DIR,
+        env=old_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **kwargs,
+    )
 
 
 def git(*args: str) -> str:
@@ -80,8 +87,14 @@ def make_worktree() -> str:
     if STORE_DIR.exists():
         raise SystemExit(f"{STORE_DIR} exists: remove it first (git worktree remove --force {STORE_DIR}).")
     git("worktree", "add", "--detach", str(STORE_DIR), COMMIT)
-    imported = subprocess.run([sys.executable, "-c", "import mnist_tracking; print(mnist_tracking.__file__)"],
-                              cwd=STORE_DIR, env=old_env(), capture_output=True, text=True, check=True).stdout.strip()
+    imported = subprocess.run(
+        [sys.executable, "-c", "import mnist_tracking; print(mnist_tracking.__file__)"],
+        cwd=STORE_DIR,
+        env=old_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if Path(imported) != STORE_DIR / "mnist_tracking" / "__init__.py":
         raise SystemExit(f"the old command would import {imported}, not the worktree's package")
     return git("rev-parse", COMMIT)
@@ -158,10 +171,15 @@ def main() -> None:
         for attempt in range(1, 4):
             out = stop_after_first_checkpoint()
             [run] = all_runs()
-            ok = (run.info.status == "KILLED" and run.data.tags.get("checkpoint_epoch") == "0"
-                  and epochs_recorded(run.info.run_id) == 1)
-            print(f"stopped run, attempt {attempt}: {run.info.status}, checkpoint_epoch "
-                  f"{run.data.tags.get('checkpoint_epoch')}, {epochs_recorded(run.info.run_id)} epoch(s) recorded")
+            ok = (
+                run.info.status == "KILLED"
+                and run.data.tags.get("checkpoint_epoch") == "0"
+                and epochs_recorded(run.info.run_id) == 1
+            )
+            print(
+                f"stopped run, attempt {attempt}: {run.info.status}, checkpoint_epoch "
+                f"{run.data.tags.get('checkpoint_epoch')}, {epochs_recorded(run.info.run_id)} epoch(s) recorded"
+            )
             if ok:
                 break
             shutil.rmtree(STORE_DIR / "mlruns")
@@ -177,8 +195,11 @@ def main() -> None:
             raise SystemExit(f"the sweep failed:\n{out}")
         runs = all_runs()
         [parent] = [r for r in runs if r.data.tags.get("sweep") == "true"]
-        jobs = {next(o for o in json.loads(r.data.tags["overrides"]) if o.startswith("model=")): r for r in runs
-                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+        jobs = {
+            next(o for o in json.loads(r.data.tags["overrides"]) if o.startswith("model=")): r
+            for r in runs
+            if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        }
         assert parent.info.status == "FINISHED" and len(runs) == 4, [(r.info.run_id, r.info.status) for r in runs]
         assert sorted(jobs) == ["model=dense", "model=mlp64"], sorted(jobs)
         assert all(r.info.status == "FINISHED" and epochs_recorded(r.info.run_id) == 2 for r in jobs.values())
@@ -191,15 +212,20 @@ def main() -> None:
             "data_sha256": hashlib.sha256(FIXTURE.read_bytes()).hexdigest(),
             "sweep_args": SWEEP_ARGS,
             "stopped_args": STOPPED_ARGS,
-            "runs": {"sweep_parent": parent.info.run_id,
-                     "sweep_jobs": {key: r.info.run_id for key, r in jobs.items()},
-                     "stopped": stopped},
+            "runs": {
+                "sweep_parent": parent.info.run_id,
+                "sweep_jobs": {key: r.info.run_id for key, r in jobs.items()},
+                "stopped": stopped,
+            },
             "sweep_hash": parent.data.tags["sweep_hash"],
-            "config_hash_inputs": {r.info.run_id: {"config_hash": r.data.tags["config_hash"],
-                                                   "input": hash_input(r.info.run_id)}
-                                   for r in [*jobs.values(), client().get_run(stopped)]},
-            "written_with": {"python": sys.version.split()[0],
-                             **{name: version(name) for name in ("mlflow", "keras", "jax", "hydra-core")}},
+            "config_hash_inputs": {
+                r.info.run_id: {"config_hash": r.data.tags["config_hash"], "input": hash_input(r.info.run_id)}
+                for r in [*jobs.values(), client().get_run(stopped)]
+            },
+            "written_with": {
+                "python": sys.version.split()[0],
+                **{name: version(name) for name in ("mlflow", "keras", "jax", "hydra-core")},
+            },
             "written_by": "scripts/make_compat_store.py",
         }
         (STORE_DIR / "compat.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -25,8 +25,11 @@ class Block:
 
 def blocks(pages: list[Path] = PAGES) -> list[Block]:
     """Every fenced code block of `pages`, in order."""
-    return [Block(page, m["lang"], m["code"], m["tag"]) for page in pages
-            for m in BLOCK.finditer(page.read_text(encoding="utf-8"))]
+    return [
+        Block(page, m["lang"], m["code"], m["tag"])
+        for page in pages
+        for m in BLOCK.finditer(page.read_text(encoding="utf-8"))
+    ]
 
 
 def tagged(tag: str) -> list[Block]:

@@ -45,8 +45,14 @@ def runs(uri: str, experiment: str = "mnist") -> list[mlflow.entities.Run]:
     return [] if exp is None else client.search_runs([exp.experiment_id])
 
 
-ARTIFACTS = {"model_summary.txt", "config/config.yaml", "config/overrides.yaml", "figures/learning_curves.png",
-             "figures/misclassified.png", "figures/confusion_matrix.png"}
+ARTIFACTS = {
+    "model_summary.txt",
+    "config/config.yaml",
+    "config/overrides.yaml",
+    "figures/learning_curves.png",
+    "figures/misclassified.png",
+    "figures/confusion_matrix.png",
+}
 
 
 def artifact_paths(client: mlflow.MlflowClient, run_id: str, path: str = "") -> set[str]:
@@ -63,15 +69,20 @@ def cli_env(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | extra
 
 
-def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, dirs: bool = True,
-        **kwargs) -> subprocess.Popen:
+def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, dirs: bool = True, **kwargs) -> subprocess.Popen:
     """Starts `python -m mnist_tracking.train ARGS` in `cwd` with Hydra's outputs kept under it
     (in fixed `outputs` and `multirun` folders, or with `dirs=False` where the config puts them)."""
     fixed = [f"hydra.run.dir={cwd}/outputs", f"hydra.sweep.dir={cwd}/multirun"] if dirs else []
     return subprocess.Popen(
         [sys.executable, "-m", "mnist_tracking.train", *args, *fixed],
-        cwd=cwd, env=cli_env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=default_sigint, **kwargs)
+        cwd=cwd,
+        env=cli_env(**(env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_sigint,
+        **kwargs,
+    )
 
 
 def default_sigint() -> None:
@@ -102,8 +113,9 @@ def read_until(proc: subprocess.Popen, text: str, count: int = 1) -> str:
     raise AssertionError(f"the command ended before {count} line(s) said {text!r}:\n{''.join(seen)}")
 
 
-def signal_while_training(args: list[str], cwd: Path, sig: int = signal.SIGTERM, env: dict[str, str] | None = None,
-                          jobs: int = 1) -> tuple[int, str]:
+def signal_while_training(
+    args: list[str], cwd: Path, sig: int = signal.SIGTERM, env: dict[str, str] | None = None, jobs: int = 1
+) -> tuple[int, str]:
     """Starts the CLI on a long run and, once `jobs` jobs are training, sends it `sig`; returns exit status and output.
 
     SIGINT goes to the CLI's whole process group, as a terminal's Ctrl-C does; other signals to the CLI alone.
@@ -133,13 +145,16 @@ def store_of(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
 
 
-def sweep_runs(store: str, experiment: str = "mnist") -> tuple[list[mlflow.entities.Run],
-                                                               dict[str, list[mlflow.entities.Run]]]:
+def sweep_runs(
+    store: str, experiment: str = "mnist"
+) -> tuple[list[mlflow.entities.Run], dict[str, list[mlflow.entities.Run]]]:
     """The sweep parents (oldest first) in `experiment` and each parent's children."""
     everything = runs(store, experiment)
     parents = sorted((r for r in everything if r.data.tags.get("sweep") == "true"), key=lambda r: r.info.start_time)
-    children = {p.info.run_id: [r for r in everything if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
-                for p in parents}
+    children = {
+        p.info.run_id: [r for r in everything if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
+        for p in parents
+    }
     return parents, children
 
 

@@ -30,8 +30,12 @@ def _pg_bin(name: str) -> str:
     """A PostgreSQL server program, installing Debian's postgresql package when it is missing."""
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], check=True, capture_output=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "postgresql"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
         found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:
         raise RuntimeError(f"PostgreSQL's {name} is not installed and could not be installed")
@@ -46,17 +50,37 @@ def postgres() -> Iterator[str]:
     port = free_port()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     try:
-        subprocess.run([*as_postgres, _pg_bin("initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust"],
-                       check=True, capture_output=True)
-        subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w",
-                        "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
-                       check=True, capture_output=True)
-        subprocess.run([*as_postgres, _pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                        "mlflow"], check=True, capture_output=True)
+        subprocess.run(
+            [*as_postgres, _pg_bin("initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *as_postgres,
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(root / "data"),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [*as_postgres, _pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow"],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
     finally:
-        subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", str(root / "data"), "-m", "fast", "-w", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_postgres, _pg_bin("pg_ctl"), "-D", str(root / "data"), "-m", "fast", "-w", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -64,8 +88,9 @@ def postgres() -> Iterator[str]:
 def process_group(command: list[str], ready: Callable[[], bool], what: str, **popen: Any) -> Iterator[None]:
     """Runs `command` in a process group of its own until `ready()` (within 120 s), then until the block ends;
     SIGTERM to the group then, and SIGKILL to whatever is left after 15 s, pass or fail."""
-    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            **popen)
+    proc = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen
+    )
     try:
         deadline = time.monotonic() + 120
         while not ready():
@@ -96,17 +121,37 @@ def mlflow_server(backend_uri: str, artifacts: Path, port: int | None = None) ->
     port = port or free_port()
     uri = f"http://127.0.0.1:{port}"
     with process_group(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--artifacts-destination",
-             str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            lambda: _healthy(uri), f"mlflow server on {uri}",
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}):
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            backend_uri,
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        lambda: _healthy(uri),
+        f"mlflow server on {uri}",
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    ):
         yield uri
 
 
 # Ray on loopback only, without a login to its API, without usage reporting, and passing on every
 # line the jobs log (Ray's deduplication would fold "epoch 2/500" into "epoch 1/500 [repeated 2x]").
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_DEDUP_LOGS": "0"}
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DEDUP_LOGS": "0",
+}
 
 
 def processes_using(directory: Path) -> list[int]:
@@ -120,7 +165,8 @@ def processes_using(directory: Path) -> list[int]:
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             if prefix.encode() in (proc / "cmdline").read_bytes() or any(
-                    os.readlink(fd).startswith(prefix) for fd in (proc / "fd").iterdir()):
+                os.readlink(fd).startswith(prefix) for fd in (proc / "fd").iterdir()
+            ):
                 found.append(int(proc.name))
         except OSError:  # the process ended meanwhile
             pass
@@ -151,10 +197,29 @@ def ray_cluster(cwd: Path) -> Iterator[str]:
     variables in its environment; yields its address and stops it at the end, pass or fail."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | RAY_ENV
-    with ray_temp_dir() as temp, process_group(
-            [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", str(port),
-             "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard=false",
-             "--temp-dir", str(temp), "--disable-usage-stats"],
+    with (
+        ray_temp_dir() as temp,
+        process_group(
+            [
+                str(Path(sys.executable).with_name("ray")),
+                "start",
+                "--head",
+                "--block",
+                "--port",
+                str(port),
+                "--node-ip-address",
+                "127.0.0.1",
+                "--num-cpus",
+                "2",
+                "--include-dashboard=false",
+                "--temp-dir",
+                str(temp),
+                "--disable-usage-stats",
+            ],
             lambda: bool(list(temp.glob("session_*/sockets/raylet"))),  # the node is up once its raylet listens
-            "ray start --head", cwd=cwd, env=env):
+            "ray start --head",
+            cwd=cwd,
+            env=env,
+        ),
+    ):
         yield f"127.0.0.1:{port}"

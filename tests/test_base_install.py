@@ -35,8 +35,7 @@ def user_env() -> dict[str, str]:
 
 def python(args: list[str], cwd: Path) -> str:
     """Runs `python ARGS` as a user would; returns its stdout, failing the test with its output if it fails."""
-    done = subprocess.run([sys.executable, *args], cwd=cwd, env=user_env(), capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=user_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -55,8 +54,18 @@ def champion(tmp_path_factory) -> Path:
     (base / "shared" / "data" / "mnist.npz").symlink_to(FIXTURE)
     folder = base / "repo"
     folder.mkdir()
-    python(["-m", "mnist_tracking.train", "-m", "model=mlp64", "data.path=../shared/data/mnist.npz",
-            "trainer.epochs=3", f"hydra.sweep.dir={folder}/multirun"], folder)
+    python(
+        [
+            "-m",
+            "mnist_tracking.train",
+            "-m",
+            "model=mlp64",
+            "data.path=../shared/data/mnist.npz",
+            "trainer.epochs=3",
+            f"hydra.sweep.dir={folder}/multirun",
+        ],
+        folder,
+    )
     np.save(folder / "first5.npy", np.load(FIXTURE)["x_test"][:5])
     return folder
 
@@ -80,16 +89,23 @@ def test_each_python_snippet_the_docs_show_runs_as_shown(champion, block):
 
 
 def test_the_pyfunc_snippet_prints_the_digits_predict_prints(champion):
-    [snippet] = [block for block in tagged("base-install") if "pyfunc.load_model" in block.code
-                 and "argmax" in block.code]
+    [snippet] = [
+        block for block in tagged("base-install") if "pyfunc.load_model" in block.code and "argmax" in block.code
+    ]
     out = python(["-c", snippet.code], champion)
     assert out.split("\n")[-2] == str(np.array(predicted(champion)))
 
 
 def test_a_loaded_model_runs_on_the_backend_it_was_trained_with(champion):
-    out = python(["-c", "import sys, mlflow; mlflow.set_tracking_uri('sqlite:///mlruns/mlflow.db'); "
-                  "mlflow.pyfunc.load_model('models:/mnist-best@champion'); import keras; "
-                  "print(keras.backend.backend(), 'tensorflow' in sys.modules)"], champion)
+    out = python(
+        [
+            "-c",
+            "import sys, mlflow; mlflow.set_tracking_uri('sqlite:///mlruns/mlflow.db'); "
+            "mlflow.pyfunc.load_model('models:/mnist-best@champion'); import keras; "
+            "print(keras.backend.backend(), 'tensorflow' in sys.modules)",
+        ],
+        champion,
+    )
     assert out.split() == ["jax", "False"]  # TensorFlow not even imported, installed or not
 
 
@@ -109,8 +125,7 @@ def test_the_champion_serves_from_the_venv(champion):
     try:
         wait_until_up(server, port)
         pixels = np.load(champion / "first5.npy")
-        response = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": pixels.tolist()},
-                                 timeout=60)
+        response = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": pixels.tolist()}, timeout=60)
         assert response.status_code == 200, response.text
         assert np.asarray(response.json()["predictions"]).argmax(axis=1).tolist() == predicted(champion)
     finally:

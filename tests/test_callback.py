@@ -6,8 +6,8 @@ import keras
 import mlflow
 import pytest
 
-from mnist_tracking.tracking.callback import MlflowCallback
 from mnist_tracking.ml.mnist import load_mnist
+from mnist_tracking.tracking.callback import MlflowCallback
 from tests.helpers import FIXTURE
 
 pytestmark = pytest.mark.backends  # every test here: `make test` runs them on each Keras backend
@@ -17,7 +17,9 @@ pytestmark = pytest.mark.backends  # every test here: `make test` runs them on e
 def fit_args():
     data = load_mnist(str(FIXTURE), "standard", validation_split=0.25, limit_train=400, limit_test=None)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    )
     model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
     return model, data
 
@@ -26,8 +28,14 @@ def test_one_point_per_epoch_for_each_metric(store, fit_args):
     model, data = fit_args
     mlflow.set_tracking_uri(store)
     with mlflow.start_run() as run:
-        model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=3, verbose=0,
-                  callbacks=[MlflowCallback()])
+        model.fit(
+            data.x_train,
+            data.y_train,
+            validation_data=(data.x_val, data.y_val),
+            epochs=3,
+            verbose=0,
+            callbacks=[MlflowCallback()],
+        )
     client = mlflow.MlflowClient()
     finished = client.get_run(run.info.run_id)
     assert set(finished.data.metrics) == {"loss", "accuracy", "val_loss", "val_accuracy"}  # no validation_* copies
@@ -36,7 +44,8 @@ def test_one_point_per_epoch_for_each_metric(store, fit_args):
         assert sorted(m.step for m in history) == [0, 1, 2]
     assert finished.data.params == {"total_params": "7850", "trainable_params": "7850"}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
-        a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+        a.path for a in client.list_artifacts(run.info.run_id, "figures")
+    }
     assert {"model_summary.txt", "figures/learning_curves.png"} <= artifacts
     summary = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_summary.txt")
     assert "Trainable params: 7,850" in summary  # "Total" counts the optimizer's too where it is built (JAX)
@@ -93,7 +102,12 @@ def test_a_ctrl_c_that_something_swallowed_still_stops_the_fit(fit_args, ctrl_c_
                 pass
 
     with KeepInterrupts() as interrupts, pytest.raises(KeyboardInterrupt, match="raised again after Keras swallowed"):
-        model.fit(data.x_train, data.y_train, epochs=5, verbose=0,
-                  callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=swallow), interrupts])
+        model.fit(
+            data.x_train,
+            data.y_train,
+            epochs=5,
+            verbose=0,
+            callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=swallow), interrupts],
+        )
     assert epochs == [0, 1]  # stopped at the end of the epoch the signal came in
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

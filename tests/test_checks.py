@@ -28,8 +28,11 @@ BAD_VALUES = [
     ("model=cnn model.dropout=1.0", "model.dropout=1.0 is invalid"),
     ("optimized_metric=f1", "optimized_metric='f1' is invalid: use one of val_accuracy"),
     ("optimized_direction=up", "optimized_direction='up' is invalid: use one of maximize, minimize"),
-    ("optimized_metric=val_loss", "optimized_direction='maximize' is invalid: optimized_metric=val_loss is a loss: "
-                                  "use optimized_direction=minimize"),
+    (
+        "optimized_metric=val_loss",
+        "optimized_direction='maximize' is invalid: optimized_metric=val_loss is a loss: "
+        "use optimized_direction=minimize",
+    ),
     ("trainer.eval_batch_size=0", "trainer.eval_batch_size=0 is invalid: use a whole number >= 1"),
     ("backend=torch", "backend='torch' is invalid: use one of tensorflow, jax"),
     ("mlflow.system_metrics_interval=0", "mlflow.system_metrics_interval=0 is invalid: use a number of seconds > 0"),
@@ -70,19 +73,28 @@ def _bad_files(tmp_path):
         "missing": (tmp_path / "nowhere.npz", "no such file"),
         "not npz": (text, "not an .npz archive"),
         "corrupt npz": (tmp_path / "corrupt.npz", "not an .npz archive"),
-        "lacks arrays": (_npz(tmp_path / "partial.npz", x_train=good["x_train"], y_train=good["y_train"]),
-                         "it lacks ['x_test', 'y_test']"),
-        "wrong shape": (_npz(tmp_path / "flat.npz", **{**good, "x_train": good["x_train"].reshape(-1, 784)}),
-                        "x_train is uint8[2000, 784], expected uint8[n, 28, 28]"),
-        "wrong dtype": (_npz(tmp_path / "float.npz", **{**good, "x_test": good["x_test"].astype("float32")}),
-                        "x_test is float32[500, 28, 28], expected uint8[n, 28, 28]"),
-        "count mismatch": (_npz(tmp_path / "short.npz", **{**good, "y_train": good["y_train"][:10]}),
-                           "x_train has 2000 images and y_train 10 labels"),
+        "lacks arrays": (
+            _npz(tmp_path / "partial.npz", x_train=good["x_train"], y_train=good["y_train"]),
+            "it lacks ['x_test', 'y_test']",
+        ),
+        "wrong shape": (
+            _npz(tmp_path / "flat.npz", **{**good, "x_train": good["x_train"].reshape(-1, 784)}),
+            "x_train is uint8[2000, 784], expected uint8[n, 28, 28]",
+        ),
+        "wrong dtype": (
+            _npz(tmp_path / "float.npz", **{**good, "x_test": good["x_test"].astype("float32")}),
+            "x_test is float32[500, 28, 28], expected uint8[n, 28, 28]",
+        ),
+        "count mismatch": (
+            _npz(tmp_path / "short.npz", **{**good, "y_train": good["y_train"][:10]}),
+            "x_train has 2000 images and y_train 10 labels",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "not npz", "corrupt npz", "lacks arrays", "wrong shape", "wrong dtype",
-                                  "count mismatch"])
+@pytest.mark.parametrize(
+    "case", ["missing", "not npz", "corrupt npz", "lacks arrays", "wrong shape", "wrong dtype", "count mismatch"]
+)
 def test_bad_data_path_fails_before_any_run(make_cfg, store, tmp_path, case):
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
     path, message = _bad_files(tmp_path)[case]
@@ -107,7 +119,9 @@ def test_a_process_keeps_the_keras_backend_it_started_with():
     from mnist_tracking.runtime.backend import use_backend
 
     other = "tensorflow" if keras.backend.backend() == "jax" else "jax"
-    with pytest.raises(ConfigError, match=f"backend='{other}' is invalid here: this process already runs Keras on "
-                                          f"'{keras.backend.backend()}'"):
+    with pytest.raises(
+        ConfigError,
+        match=f"backend='{other}' is invalid here: this process already runs Keras on '{keras.backend.backend()}'",
+    ):
         use_backend(other, None)
     use_backend(keras.backend.backend(), None)  # the same one is fine

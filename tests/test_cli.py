@@ -10,8 +10,17 @@ import time
 import mlflow
 import pytest
 
-from tests.helpers import (ARTIFACTS, FIXTURE, artifact_paths, cli, cli_env, read_until, run_cli, runs,
-                           signal_while_training)
+from tests.helpers import (
+    ARTIFACTS,
+    FIXTURE,
+    artifact_paths,
+    cli,
+    cli_env,
+    read_until,
+    run_cli,
+    runs,
+    signal_while_training,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -29,14 +38,20 @@ def test_study_sweep_records_two_complete_runs(tmp_path):
         run = found[hidden]
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert {"optimizer.learning_rate": "0.01", "data.batch_size": "32", "trainer.epochs": "2", "seed": "42",
-                "total_params": params}.items() <= run.data.params.items()
+        assert {
+            "optimizer.learning_rate": "0.01",
+            "data.batch_size": "32",
+            "trainer.epochs": "2",
+            "seed": "42",
+            "total_params": params,
+        }.items() <= run.data.params.items()
         for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [0, 1]
         assert {"test_loss", "test_accuracy"} <= run.data.metrics.keys()
         assert ARTIFACTS <= artifact_paths(client, run.info.run_id)
-        [model] = client.search_logged_models([run.info.experiment_id],
-                                              filter_string=f"source_run_id = '{run.info.run_id}'")
+        [model] = client.search_logged_models(
+            [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+        )
         assert model.name == "model"
         assert run.info.run_id in out
     assert found["[]"].info.run_name == "data.path=mnist_small.npz,model=dense,trainer.epochs=2"
@@ -44,11 +59,14 @@ def test_study_sweep_records_two_complete_runs(tmp_path):
     assert "epoch 2/2: accuracy=" in out
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["optimizer.learning_rate=-1"], 2, "optimizer.learning_rate=-1 is invalid: use a number > 0"),
-    (["model=resnet"], 1, "Could not find 'model/resnet'"),
-    (["data.path=missing.npz"], 2, "data.path='missing.npz' is invalid: no such file"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["optimizer.learning_rate=-1"], 2, "optimizer.learning_rate=-1 is invalid: use a number > 0"),
+        (["model=resnet"], 1, "Could not find 'model/resnet'"),
+        (["data.path=missing.npz"], 2, "data.path='missing.npz' is invalid: no such file"),
+    ],
+)
 def test_bad_input_exits_with_a_clear_message_and_no_run(tmp_path, args, code, message):
     returncode, out = run_cli([f"data.path={FIXTURE}", *args], tmp_path)
     assert returncode == code, out
@@ -83,8 +101,14 @@ runpy.run_module("mnist_tracking.train", run_name="__main__")
 def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(tmp_path):
     fixed = [f"data.path={FIXTURE}", "trainer.epochs=1", f"hydra.run.dir={tmp_path}/outputs"]
     env = cli_env()  # the default store: mlruns/ here
-    jax_only = subprocess.run([sys.executable, "-c", WITHOUT, "tensorflow", "backend=jax", *fixed], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=600)
+    jax_only = subprocess.run(
+        [sys.executable, "-c", WITHOUT, "tensorflow", "backend=jax", *fixed],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = jax_only.stdout + jax_only.stderr
     assert jax_only.returncode == 0, out
     # Trained, evaluated and logged its model without TensorFlow, and without the scikit-learn that MLflow installs
@@ -95,12 +119,20 @@ def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(t
     # The process ends without the interpreter's teardown (train._exit_without_teardown), its log flushed whole.
     assert (tmp_path / "outputs" / "train.log").read_text().splitlines()[-1].endswith(f"run {run.info.run_id})")
 
-    refused = subprocess.run([sys.executable, "-c", WITHOUT, "tensorflow", "backend=tensorflow", *fixed],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    refused = subprocess.run(
+        [sys.executable, "-c", WITHOUT, "tensorflow", "backend=tensorflow", *fixed],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = refused.stdout + refused.stderr
     assert refused.returncode == 2, out
-    assert ("backend='tensorflow' is invalid here: tensorflow is not installed. Install it "
-            "(pip install -e '.[tensorflow]'), or use backend=jax.") in out
+    assert (
+        "backend='tensorflow' is invalid here: tensorflow is not installed. Install it "
+        "(pip install -e '.[tensorflow]'), or use backend=jax."
+    ) in out
     assert len(runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")) == 1  # nothing recorded for it
 
 
@@ -108,17 +140,37 @@ def test_a_run_under_cprofile_keeps_its_profile(tmp_path):
     # A successful command skips the interpreter's teardown (os._exit), except under a profiler, which writes its
     # report only after the program returns.
     env = cli_env()
-    out = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "train.prof"), "-m",
-                          "mnist_tracking.train", f"data.path={FIXTURE}", "trainer.epochs=1",
-                          f"hydra.run.dir={tmp_path}/outputs"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cProfile",
+            "-o",
+            str(tmp_path / "train.prof"),
+            "-m",
+            "mnist_tracking.train",
+            f"data.path={FIXTURE}",
+            "trainer.epochs=1",
+            f"hydra.run.dir={tmp_path}/outputs",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     assert any(name == "train" for _, _, name in pstats.Stats(str(tmp_path / "train.prof")).stats)
 
 
 def test_offline_without_cached_data_names_data_path(tmp_path):
-    offline = {"KERAS_HOME": str(tmp_path / "keras"), "HOME": str(tmp_path),  # an empty Keras cache
-               "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
+    offline = {
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "HOME": str(tmp_path),  # an empty Keras cache
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "no_proxy": "",
+    }
     returncode, out = run_cli(["data.path=null"], tmp_path, offline)
     assert returncode == 2, out
     assert "MNIST is not in Keras's cache" in out and "set data.path=/path/to/mnist.npz" in out
@@ -141,8 +193,22 @@ def test_kill_9_leaves_a_run_the_stale_listing_finds(tmp_path):
     proc.communicate(timeout=60)
     [run] = runs(store)
     assert run.info.status == "RUNNING"
-    out = subprocess.run([sys.executable, "-m", "mnist_tracking.report", "--stale", "--older-than", "0",
-                          "--mark-failed", "--tracking-uri", store], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnist_tracking.report",
+            "--stale",
+            "--older-than",
+            "0",
+            "--mark-failed",
+            "--tracking-uri",
+            store,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert run.info.run_id in out.stdout
     [run] = runs(store)

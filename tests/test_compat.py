@@ -39,16 +39,17 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_tracking.names import REGISTERED_MODEL_TAG
 from mnist_tracking.tracking.identity import config_hash, sweep_hash
 from mnist_tracking.train import train
-from tests.helpers import (BACKEND, CONF_DIR, FIXTURE, ROOT, compose_config, report_table, run_cli, runs,
-                           sweep_runs)
+from tests.helpers import BACKEND, CONF_DIR, FIXTURE, ROOT, compose_config, report_table, run_cli, runs, sweep_runs
 
 ARCHIVE = ROOT / "tests" / "data" / "store-0a59a1d.tar.gz"
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # What config_hash leaves out (where and how a run is tracked and kept): never part of its meaning.
 UNHASHED = ("mlflow.", "sweep.", "trainer.resume", "trainer.checkpoint_every")
 
-jax_only = pytest.mark.skipif(BACKEND != "jax", reason="the old runs trained on JAX; this process runs Keras on "
-                                                      f"{BACKEND}, and a process cannot switch")
+jax_only = pytest.mark.skipif(
+    BACKEND != "jax",
+    reason=f"the old runs trained on JAX; this process runs Keras on {BACKEND}, and a process cannot switch",
+)
 
 
 @dataclass
@@ -82,8 +83,11 @@ def relocate(database: Path, old: str, new: str) -> None:
             tables = [name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
             for table in tables:
                 for column in [row[1] for row in con.execute(f'PRAGMA table_info("{table}")')]:
-                    con.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
-                                f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0', (old, new, old))
+                    con.execute(
+                        f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                        f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0',
+                        (old, new, old),
+                    )
         left = [line for line in con.iterdump() if old in line]
     assert not left, f"{old} is still in the store after relocating it:\n" + "\n".join(left[:5])
 
@@ -102,8 +106,11 @@ def old_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OldStore:
     store = OldStore(launch, f"sqlite:///{launch / 'mlruns' / 'mlflow.db'}", manifest)
     # What the archive holds, as compat.json says: the sweep and its two jobs FINISHED, the single run KILLED.
     statuses = {r.info.run_id: r.info.status for r in runs(store.uri)}
-    assert statuses == {manifest["runs"]["sweep_parent"]: "FINISHED", store.stopped: "KILLED",
-                        **{run_id: "FINISHED" for run_id in store.sweep_jobs.values()}}
+    assert statuses == {
+        manifest["runs"]["sweep_parent"]: "FINISHED",
+        store.stopped: "KILLED",
+        **{run_id: "FINISHED" for run_id in store.sweep_jobs.values()},
+    }
     yield store
     mlflow.end_run()
 
@@ -113,15 +120,17 @@ def provide_data(path: Path, sha256: str) -> None:
     if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
         return
     assert hashlib.sha256(FIXTURE.read_bytes()).hexdigest() == sha256, (
-        f"{FIXTURE} is not the file the old runs trained on: regenerate {ARCHIVE.name} (scripts/make_compat_store.py)")
+        f"{FIXTURE} is not the file the old runs trained on: regenerate {ARCHIVE.name} (scripts/make_compat_store.py)"
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         shutil.copyfile(FIXTURE, partial)
         os.replace(partial, path)  # whole or not at all, for a test running at the same time
     except OSError as exc:
-        pytest.fail(f"cannot put the fixture at {path}, where the old runs had it (their config_hash includes the "
-                    f"path): {exc}")
+        pytest.fail(
+            f"cannot put the fixture at {path}, where the old runs had it (their config_hash includes the path): {exc}"
+        )
 
 
 def hashed_leaves(config: dict[str, Any]) -> dict[str, Any]:
@@ -141,11 +150,15 @@ def hashed_leaves(config: dict[str, Any]) -> dict[str, Any]:
 
 def changed_keys(store: OldStore, run_id: str, cfg: DictConfig) -> str:
     """The config keys whose resolved values differ between what the old run logged (config/config.yaml) and `cfg`."""
-    logged = yaml.safe_load(Path(store.client.download_artifacts(run_id, "config/config.yaml",
-                                                                 str(store.launch_dir))).read_text())
+    logged = yaml.safe_load(
+        Path(store.client.download_artifacts(run_id, "config/config.yaml", str(store.launch_dir))).read_text()
+    )
     old, now = hashed_leaves(logged), hashed_leaves(OmegaConf.to_container(cfg, resolve=True))
-    lines = [f"  {key}: {old.get(key, '<absent>')!r} (0a59a1d) vs {now.get(key, '<absent>')!r} (now)"
-             for key in sorted(old.keys() | now.keys()) if old.get(key, "<absent>") != now.get(key, "<absent>")]
+    lines = [
+        f"  {key}: {old.get(key, '<absent>')!r} (0a59a1d) vs {now.get(key, '<absent>')!r} (now)"
+        for key in sorted(old.keys() | now.keys())
+        if old.get(key, "<absent>") != now.get(key, "<absent>")
+    ]
     return "\n".join(lines) or "  none: the resolved config is the same, so config_hash itself hashes it differently"
 
 
@@ -159,7 +172,8 @@ def test_config_hash_keeps_its_meaning_for_the_old_runs(old_store, job):
     assert now == recorded, (
         f"config_hash changed its meaning: run {run_id} ({' '.join(overrides)}), recorded by 0a59a1d with "
         f"config_hash {recorded}, hashes to {now} now, so skip_finished and trainer.resume=auto no longer find it "
-        f"(nor any run recorded before). Keys that differ:\n{changed_keys(old_store, run_id, cfg)}")
+        f"(nor any run recorded before). Keys that differ:\n{changed_keys(old_store, run_id, cfg)}"
+    )
 
 
 def test_sweep_hash_keeps_its_meaning_for_the_old_sweep(old_store):
@@ -171,7 +185,8 @@ def test_sweep_hash_keeps_its_meaning_for_the_old_sweep(old_store):
     assert sweep_hash(config) == parent.data.tags["sweep_hash"], (
         f"sweep_hash changed its meaning: `{' '.join(old_store.manifest['sweep_args'])}` hashes differently from "
         f"sweep {parent.info.run_id} of 0a59a1d (recorded {parent.data.tags['sweep_hash']}), so running a stopped "
-        "sweep's command again no longer continues it")
+        "sweep's command again no longer continues it"
+    )
 
 
 @jax_only
@@ -180,12 +195,18 @@ def test_skip_finished_stands_each_old_job_on_its_run(old_store, caplog):
     records nothing."""
     for job, run_id in old_store.sweep_jobs.items():
         old = old_store.run(run_id)
-        cfg = compose_config([*json.loads(old.data.tags["overrides"]), "sweep.skip_finished=true",
-                              f"mlflow.tracking_uri={old_store.uri}"])
+        cfg = compose_config(
+            [
+                *json.loads(old.data.tags["overrides"]),
+                "sweep.skip_finished=true",
+                f"mlflow.tracking_uri={old_store.uri}",
+            ]
+        )
         with caplog.at_level(logging.INFO):
             metrics = train(cfg)
         assert len(runs(old_store.uri)) == 4, (  # no run added
-            f"{job} was trained again: its old run {run_id} does not stand for it\n{caplog.text[-3000:]}")
+            f"{job} was trained again: its old run {run_id} does not stand for it\n{caplog.text[-3000:]}"
+        )
         assert metrics == old.data.metrics, job  # the old run's own, as a sweep's report takes them
         assert len(old_store.client.get_metric_history(run_id, "loss")) == 2  # the old run untouched
 
@@ -198,7 +219,9 @@ def test_the_old_stopped_run_continues_in_the_same_run(old_store, caplog):
     killed = old_store.run(old_store.stopped)
     assert killed.data.tags["checkpoint_epoch"] == "0"
     assert [a.path for a in client.list_artifacts(old_store.stopped, "checkpoint")] == ["checkpoint/checkpoint.npz"]
-    first_epoch = {name: [m.value for m in client.get_metric_history(old_store.stopped, name)] for name in EPOCH_METRICS}
+    first_epoch = {
+        name: [m.value for m in client.get_metric_history(old_store.stopped, name)] for name in EPOCH_METRICS
+    }
     assert all(len(values) == 1 for values in first_epoch.values()), first_epoch
 
     cfg = compose_config([*json.loads(killed.data.tags["overrides"]), f"mlflow.tracking_uri={old_store.uri}"])
@@ -207,7 +230,8 @@ def test_the_old_stopped_run_continues_in_the_same_run(old_store, caplog):
         metrics = train(cfg)
 
     assert len(runs(old_store.uri)) == 4, (  # no new run: the old one continued
-        f"the stopped run {old_store.stopped} was not continued\n{caplog.text[-3000:]}")
+        f"the stopped run {old_store.stopped} was not continued\n{caplog.text[-3000:]}"
+    )
     run = old_store.run(old_store.stopped)
     assert run.info.status == "FINISHED"
     assert run.data.tags["resumed_from_epoch"] == "1" and run.data.tags["attempts"] == "2"

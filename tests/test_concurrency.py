@@ -21,17 +21,31 @@ TINY = ["trainer.epochs=1", f"data.path={FIXTURE}", "data.limit_train=400", "dat
 
 def start(args: list[str], cwd: Path, name: str, env: dict[str, str]) -> subprocess.Popen:
     """The CLI in `cwd` (so all share its default store), with Hydra's outputs in a folder of its own."""
-    return subprocess.Popen([sys.executable, "-m", "mnist_tracking.train", *args, f"hydra.run.dir={cwd}/{name}",
-                             f"hydra.sweep.dir={cwd}/{name}"], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mnist_tracking.train",
+            *args,
+            f"hydra.run.dir={cwd}/{name}",
+            f"hydra.sweep.dir={cwd}/{name}",
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def three_commands(cwd: Path, env: dict[str, str] | None = None) -> dict[str, subprocess.Popen]:
     """Two 2-job sweeps and a single run, started at once."""
     env = env or cli_env()
-    return {"sweep_a": start(["-m", "model=dense,mlp64", *TINY], cwd, "sweep_a", env),
-            "sweep_b": start(["-m", "model=dense", "seed=1,2", *TINY], cwd, "sweep_b", env),
-            "single": start(["model=dense", "seed=3", *TINY], cwd, "single", env)}
+    return {
+        "sweep_a": start(["-m", "model=dense,mlp64", *TINY], cwd, "sweep_a", env),
+        "sweep_b": start(["-m", "model=dense", "seed=1,2", *TINY], cwd, "sweep_b", env),
+        "single": start(["model=dense", "seed=3", *TINY], cwd, "single", env),
+    }
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -85,8 +99,11 @@ def test_three_commands_at_once_on_a_fresh_store_all_succeed(tmp_path):
 def without_cached_store(tmp_path: Path) -> dict[str, str]:
     """The commands' environment with a user cache of its own, where no empty store is kept yet: MLflow builds the
     store step by step (~1 s). Matplotlib's cache and JAX's compilation cache stay where they were."""
-    return cli_env(XDG_CACHE_HOME=str(tmp_path / "cache"), MPLCONFIGDIR=matplotlib.get_cachedir(),
-                   JAX_COMPILATION_CACHE_DIR=str(cache.jax_compilation_cache()))
+    return cli_env(
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        MPLCONFIGDIR=matplotlib.get_cachedir(),
+        JAX_COMPILATION_CACHE_DIR=str(cache.jax_compilation_cache()),
+    )
 
 
 def test_a_command_killed_while_creating_the_store_holds_up_no_other(tmp_path):
@@ -106,13 +123,21 @@ def test_a_command_killed_while_creating_the_store_holds_up_no_other(tmp_path):
         code, out = finish(proc)
         assert code == 0, f"{name}:\n{out}"
     assert not list((tmp_path / "mlruns").glob(".mlflow.db.*.tmp"))  # the killed command's half-built store is gone
-    assert_all_recorded(tmp_path, sweeps=sum(name.startswith("sweep") for name in procs), singles=int("single" in procs))
+    assert_all_recorded(
+        tmp_path, sweeps=sum(name.startswith("sweep") for name in procs), singles=int("single" in procs)
+    )
 
 
 def test_report_in_an_empty_directory_says_so_and_creates_nothing(tmp_path):
     env = cli_env()
-    out = subprocess.run([sys.executable, "-m", "mnist_tracking.report"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "mnist_tracking.report"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert f"No MLflow store at sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}" in out.stderr + out.stdout
     assert "Traceback" not in out.stderr

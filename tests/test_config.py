@@ -18,8 +18,13 @@ OPTIONS = sorted(
 
 def test_every_group_has_its_options():
     assert {("model", m) for m in ("dense", "mlp64", "mlp", "cnn")} <= set(OPTIONS)
-    assert {("optimizer", "sgd"), ("optimizer", "adam"), ("data", "mnist"), ("trainer", "default"),
-            ("mlflow", "default")} <= set(OPTIONS)
+    assert {
+        ("optimizer", "sgd"),
+        ("optimizer", "adam"),
+        ("data", "mnist"),
+        ("trainer", "default"),
+        ("mlflow", "default"),
+    } <= set(OPTIONS)
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
@@ -35,12 +40,18 @@ def test_study_defaults():
     cfg = compose_config([])
     assert (cfg.seed, cfg.data.batch_size, cfg.data.validation_split, cfg.data.path) == (42, 32, 0.25, None)
     assert (cfg.trainer.epochs, cfg.optimizer.learning_rate, cfg.mlflow.experiment_name) == (30, 0.01, "mnist")
-    assert cfg.data.normalization == "standard" and cfg.mlflow.tracking_uri is None and cfg.optimized_metric == "val_accuracy"
+    assert (
+        cfg.data.normalization == "standard"
+        and cfg.mlflow.tracking_uri is None
+        and cfg.optimized_metric == "val_accuracy"
+    )
 
 
 @pytest.mark.parametrize(("option", "params"), [("dense", 7_850), ("mlp64", 50_890), ("mlp", 109_386), ("cnn", 34_826)])
 def test_models_build_with_expected_sizes(option, params):
-    model = instantiate(compose_config([f"model={option}"]).model, input_shape=(28, 28), num_classes=10, _convert_="all")
+    model = instantiate(
+        compose_config([f"model={option}"]).model, input_shape=(28, 28), num_classes=10, _convert_="all"
+    )
     assert model.count_params() == params
     assert model.output_shape == (None, 10)
 
@@ -77,15 +88,21 @@ def test_optuna_search_space():
     assert sweeper._target_ == "hydra_plugins.mnist_tracking_search.resumable_optuna_sweeper.ResumableOptunaSweeper"
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 42
     assert sweeper.direction == "maximize" and cfg.optimized_metric == "val_accuracy"
-    assert sweeper.params == {"optimizer.learning_rate": "tag(log, interval(0.001, 0.3))",
-                              "model.hidden_units": "choice(32, 64, 128, 256)", "data.batch_size": "choice(32, 64, 128)"}
+    assert sweeper.params == {
+        "optimizer.learning_rate": "tag(log, interval(0.001, 0.3))",
+        "model.hidden_units": "choice(32, 64, 128, 256)",
+        "data.batch_size": "choice(32, 64, 128)",
+    }
     assert cfg.hydra.callbacks.mlflow_sweep._target_ == "mnist_tracking.sweeps.callback.MlflowSweepCallback"
 
 
 def test_optuna_direction_is_the_root_configs():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["hparams_search=optuna", "optimized_metric=val_loss",
-                                           "optimized_direction=minimize"], return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=["hparams_search=optuna", "optimized_metric=val_loss", "optimized_direction=minimize"],
+            return_hydra_config=True,
+        )
     assert cfg.hydra.sweeper.direction == "minimize"
 
 
@@ -94,9 +111,18 @@ def test_the_study_is_an_experiment_file():
         cfg = compose("config", overrides=["experiment=study"], return_hydra_config=True)
     assert cfg.hydra.mode == RunMode.MULTIRUN  # a sweep without -m
     assert cfg.hydra.sweeper.params == {"model": "dense,mlp64"}
-    assert (cfg.seed, cfg.data.batch_size, cfg.data.validation_split, cfg.data.normalization) == (42, 32, 0.25, "standard")
-    assert (cfg.trainer.epochs, cfg.optimizer._target_, cfg.optimizer.learning_rate, cfg.optimizer.momentum) == \
-        (30, "keras.optimizers.SGD", 0.01, 0.0)
+    assert (cfg.seed, cfg.data.batch_size, cfg.data.validation_split, cfg.data.normalization) == (
+        42,
+        32,
+        0.25,
+        "standard",
+    )
+    assert (cfg.trainer.epochs, cfg.optimizer._target_, cfg.optimizer.learning_rate, cfg.optimizer.momentum) == (
+        30,
+        "keras.optimizers.SGD",
+        0.01,
+        0.0,
+    )
     # What it sets wins over the root config's keys, and the command line wins over it.
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["experiment=study", "trainer.epochs=2", "optimizer=adam"])
@@ -105,8 +131,19 @@ def test_the_study_is_an_experiment_file():
 
 
 def test_run_names_say_what_varies_not_where_it_is_tracked():
-    assert run_name(["mlflow.tracking_uri=http://u:pw@h:5000", "model=dense", "data.path=/long/path/mnist.npz",
-                     "+sweep.skip_finished=true", "hydra.launcher.n_jobs=2", "trainer.resume=false",
-                     "++db.password=hunter2", "optimizer.learning_rate=0.1"]) == \
-        "data.path=mnist.npz,db.password=***,model=dense,optimizer.learning_rate=0.1"
+    assert (
+        run_name(
+            [
+                "mlflow.tracking_uri=http://u:pw@h:5000",
+                "model=dense",
+                "data.path=/long/path/mnist.npz",
+                "+sweep.skip_finished=true",
+                "hydra.launcher.n_jobs=2",
+                "trainer.resume=false",
+                "++db.password=hunter2",
+                "optimizer.learning_rate=0.1",
+            ]
+        )
+        == "data.path=mnist.npz,db.password=***,model=dense,optimizer.learning_rate=0.1"
+    )
     assert run_name(["mlflow.experiment_name=x"]) == run_name([]) == "defaults"

@@ -52,8 +52,11 @@ def test_no_import_circle():
 
 
 def test_no_module_over_250_lines():
-    long = {str(path.relative_to(ROOT)): n for path in PACKAGE.rglob("*.py")
-            if (n := len(path.read_text().splitlines())) > 250}
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in PACKAGE.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 250
+    }
     assert not long
 
 
@@ -64,8 +67,11 @@ def test_train_reads_in_at_most_40_lines():
 
 
 def test_tag_names_are_literals_only_in_the_names_module():
-    tags = {value for key, value in vars(names).items()
-            if key.endswith(("_TAG", "_TAG_PREFIX", "_ALIAS", "_ARTIFACT")) and isinstance(value, str)}
+    tags = {
+        value
+        for key, value in vars(names).items()
+        if key.endswith(("_TAG", "_TAG_PREFIX", "_ALIAS", "_ARTIFACT")) and isinstance(value, str)
+    }
     # Config keys that happen to share a tag's name (the parent run records the config's optimized_metric as a tag).
     config_keys = set(compose_config([]).keys())
     found = []

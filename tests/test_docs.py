@@ -47,10 +47,14 @@ def variants(args: list[str]) -> list[list[str]]:
         elif not arg.startswith("-"):
             overrides.append(arg)
     parsed = OverridesParser.create().parse_overrides(overrides)
-    values = [[f"{o.get_key_element()}={value}" for value in o.sweep_string_iterator()] if o.is_sweep_override()
-              else [text] for o, text in zip(parsed, overrides)]
+    values = [
+        [f"{o.get_key_element()}={value}" for value in o.sweep_string_iterator()] if o.is_sweep_override() else [text]
+        for o, text in zip(parsed, overrides)
+    ]
     first = [options[0] for options in values]
-    return [first] + [first[:i] + [option] + first[i + 1:] for i, options in enumerate(values) for option in options[1:]]
+    return [first] + [
+        first[:i] + [option] + first[i + 1 :] for i, options in enumerate(values) for option in options[1:]
+    ]
 
 
 COMMANDS = train_commands()
@@ -74,8 +78,10 @@ def test_every_documented_train_command_composes(where, args, tmp_path):
 
 
 def test_a_command_that_does_not_compose_fails_the_check():
-    assert variants(["-m", "model=dense,mlp65", "seed=1", "--cfg", "job"]) == [["model=dense", "seed=1"],
-                                                                                ["model=mlp65", "seed=1"]]
+    assert variants(["-m", "model=dense,mlp65", "seed=1", "--cfg", "job"]) == [
+        ["model=dense", "seed=1"],
+        ["model=mlp65", "seed=1"],
+    ]
     with pytest.raises(Exception, match="mlp65"):
         compose_config(["model=mlp65"])
 
@@ -122,18 +128,27 @@ def test_each_study_number_appears_on_the_results_page_only():
 CLOCK = re.compile(r"(?<![\d.:/])(?:[01]?\d|2[0-3]):[0-5]\d(?![\d:])")
 DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
 FIRST_PERSON = re.compile(r"(?<![\w/-])(?:I|we|We|our|Our|us)(?![\w/'-])")
-HISTORY = re.compile(r"\b(?:no longer|used to|previously|from before|before this|on older code|until now|"
-                     r"as of now|this session|the last session)\b", re.I)
+HISTORY = re.compile(
+    r"\b(?:no longer|used to|previously|from before|before this|on older code|until now|"
+    r"as of now|this session|the last session)\b",
+    re.I,
+)
 
 
 def problems(text: str) -> list[str]:
     """Clock times and dates anywhere, first person and history in prose, outside provenance blocks."""
     text = PROVENANCE.sub("", text)
     prose = FENCE.sub("", text)
-    return [f"{kind}: {match!r}" for kind, pattern, where in (("clock time", CLOCK, text), ("date", DATE, text),
-                                                               ("first person", FIRST_PERSON, prose),
-                                                               ("history", HISTORY, prose))
-            for match in pattern.findall(where)]
+    return [
+        f"{kind}: {match!r}"
+        for kind, pattern, where in (
+            ("clock time", CLOCK, text),
+            ("date", DATE, text),
+            ("first person", FIRST_PERSON, prose),
+            ("history", HISTORY, prose),
+        )
+        for match in pattern.findall(where)
+    ]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
@@ -149,8 +164,13 @@ def test_a_diary_line_is_found_and_a_provenance_block_is_allowed():
 def test_the_records_reference_names_every_tag_param_and_metric():
     page = (ROOT / "docs" / "reference" / "records.md").read_text(encoding="utf-8")
     values = {value for name, value in vars(names).items() if name.isupper() and isinstance(value, str)}
-    values |= {value for name, value in vars(names).items() if name.isupper() and isinstance(value, tuple)
-               for value in value if isinstance(value, str) and name != "DIRECTIONS"}
+    values |= {
+        value
+        for name, value in vars(names).items()
+        if name.isupper() and isinstance(value, tuple)
+        for value in value
+        if isinstance(value, str) and name != "DIRECTIONS"
+    }
     assert not [value for value in sorted(values) if f"`{value}`" not in page]
 
 
@@ -186,8 +206,15 @@ def test_the_own_model_example_trains_as_the_guide_shows(tmp_path, monkeypatch, 
     write_files(tmp_path, files)
     monkeypatch.syspath_prepend(str(tmp_path))  # the repository root, where the guide puts the module
     overrides = [arg for arg in command[3:] if not arg.startswith(("data.path=", "trainer.epochs="))]
-    cfg = compose_config([*overrides, f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"data.path={FIXTURE}",
-                          "trainer.epochs=1", f"mlflow.tracking_uri={store}"])
+    cfg = compose_config(
+        [
+            *overrides,
+            f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+            f"data.path={FIXTURE}",
+            "trainer.epochs=1",
+            f"mlflow.tracking_uri={store}",
+        ]
+    )
     assert cfg.model._target_.startswith(module_name.removesuffix(".py") + ".")
     metrics = train(cfg)
     [run] = runs(store)
@@ -204,10 +231,20 @@ def test_the_own_data_example_trains_as_the_guide_shows(tmp_path, monkeypatch, s
     monkeypatch.syspath_prepend(str(tmp_path))  # the repository root, where the guide puts the module
     overrides = [arg for arg in shlex.split(command.code, comments=True)[3:] if not arg.startswith("trainer.epochs=")]
     option_name = Path(option_path).stem
-    cfg = compose_config([*overrides, f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"data.path={FIXTURE}",
-                          "data.limit_train=400", "trainer.epochs=1", f"mlflow.tracking_uri={store}"])
+    cfg = compose_config(
+        [
+            *overrides,
+            f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+            f"data.path={FIXTURE}",
+            "data.limit_train=400",
+            "trainer.epochs=1",
+            f"mlflow.tracking_uri={store}",
+        ]
+    )
     assert f"data={option_name}" in overrides and cfg.data._target_ == f"{Path(module_path).stem}.{option_name}"
     train(cfg)
     [run] = runs(store)
     assert run.info.status == "FINISHED"
-    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {f"{option_name}_{s}" for s in ("train", "validation", "test")}
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {
+        f"{option_name}_{s}" for s in ("train", "validation", "test")
+    }

@@ -31,7 +31,9 @@ def test_a_run_records_per_digit_scores(make_cfg, store):
     # Recall weighted by each digit's share of the test set is the accuracy.
     client = mlflow.MlflowClient(store)
     table = client.load_table(run.info.experiment_id, "evaluation/per_class.json", run_ids=[run.info.run_id])
-    weighted = sum(recorded[f"test_recall_{d}"] * n for d, n in zip(table["digit"], table["support"])) / table["support"].sum()
+    weighted = (
+        sum(recorded[f"test_recall_{d}"] * n for d, n in zip(table["digit"], table["support"])) / table["support"].sum()
+    )
     assert weighted == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     assert {"evaluation/per_class.json", "evaluation/most_confused.json"} <= artifact_paths(client, run.info.run_id)
     assert run.data.tags["most_confused"].count("→") == 3
@@ -60,7 +62,9 @@ def test_logged_models_rank_by_their_final_validation_accuracy(make_cfg, store):
         train(make_cfg(f"model={model}"))
     finals = {run.info.run_id: run.data.metrics["val_accuracy"] for run in runs(store)}
     ranked = mlflow.MlflowClient(store).search_logged_models(
-        [runs(store)[0].info.experiment_id], order_by=[{"field_name": "metrics.val_accuracy", "ascending": False}])
+        [runs(store)[0].info.experiment_id], order_by=[{"field_name": "metrics.val_accuracy", "ascending": False}]
+    )
     assert [m.source_run_id for m in ranked] == sorted(finals, key=finals.get, reverse=True)
-    assert [next(x.value for x in m.metrics if x.key == "val_accuracy") for m in ranked] == sorted(finals.values(),
-                                                                                                 reverse=True)
+    assert [next(x.value for x in m.metrics if x.key == "val_accuracy") for m in ranked] == sorted(
+        finals.values(), reverse=True
+    )

@@ -18,8 +18,11 @@ def history(store: str, run: mlflow.entities.Run) -> dict[str, list[tuple[int, f
     """Every metric the run logged, less MLflow's system metrics: how many samples a run gets depends on how long it
     takes (one per 2 s), not on how it trains."""
     client = mlflow.MlflowClient(store)
-    return {name: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name))
-            for name in run.data.metrics if not name.startswith("system/")}
+    return {
+        name: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name))
+        for name in run.data.metrics
+        if not name.startswith("system/")
+    }
 
 
 @pytest.mark.backends
@@ -56,9 +59,16 @@ def test_a_fused_epoch_makes_the_step_by_step_updates_without_reading_kerass_bat
 
     def fit(fused: bool):
         keras.utils.set_random_seed(0)
-        model, batches = mlp(16, "relu", (28, 28), 10), CountedBatches(data.x_train, data.y_train, 32, seed=3, first_epoch=0)
-        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="categorical_crossentropy", metrics=["accuracy"],
-                      steps_per_execution=len(batches) if fused else 1)
+        model, batches = (
+            mlp(16, "relu", (28, 28), 10),
+            CountedBatches(data.x_train, data.y_train, 32, seed=3, first_epoch=0),
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.05),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+            steps_per_execution=len(batches) if fused else 1,
+        )
         if fused:
             fuse_epochs(model, batches)
         history = model.fit(batches, epochs=3, shuffle=False, verbose=0).history
@@ -91,8 +101,12 @@ def test_a_seeded_run_is_reproducible(make_cfg):
 
 @pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"]])
 def test_cli_help_does_not_import_tensorflow(args):
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "mnist_tracking.train", *args],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "mnist_tracking.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
     assert "hydra" in imported
@@ -100,8 +114,12 @@ def test_cli_help_does_not_import_tensorflow(args):
 
 
 def test_help_lists_the_projects_groups_and_the_composed_config():
-    out = subprocess.run([sys.executable, "-m", "mnist_tracking.train", "model=cnn", "--help"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "mnist_tracking.train", "model=cnn", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "model: cnn, dense, mlp, mlp64\n" in out.stdout and "experiment: study\n" in out.stdout
     assert "hydra/launcher" not in out.stdout and "ray" not in out.stdout  # no plugin's groups

@@ -10,8 +10,9 @@ from mnist_tracking.ml import figures
 
 
 def test_learning_curves_plot_train_and_validation():
-    fig = figures.learning_curves({"accuracy": [0.8, 0.9], "val_accuracy": [0.7, 0.85], "loss": [1.0, 0.5],
-                                   "val_loss": [1.1, 0.6]})
+    fig = figures.learning_curves(
+        {"accuracy": [0.8, 0.9], "val_accuracy": [0.7, 0.85], "loss": [1.0, 0.5], "val_loss": [1.1, 0.6]}
+    )
     acc, loss = fig.axes[:2]
     assert [line.get_label() for line in acc.lines] == ["train", "validation"]
     assert list(acc.lines[1].get_ydata()) == [0.7, 0.85] and list(loss.lines[0].get_xdata()) == [1, 2]

@@ -44,8 +44,15 @@ def test_local_ray_is_the_plugins_own():
 
 @pytest.mark.parametrize("name", ["submitit_slurm", "submitit_local"])
 def test_submitit_launchers_compose_and_build(name, tmp_path):
-    hc = hydra_config([f"hydra/launcher={name}", f"hydra.sweep.dir={tmp_path}", "hydra.launcher.cpus_per_task=2",
-                       "hydra.launcher.mem_gb=4", *(["hydra.launcher.partition=cpu"] if "slurm" in name else [])])
+    hc = hydra_config(
+        [
+            f"hydra/launcher={name}",
+            f"hydra.sweep.dir={tmp_path}",
+            "hydra.launcher.cpus_per_task=2",
+            "hydra.launcher.mem_gb=4",
+            *(["hydra.launcher.partition=cpu"] if "slurm" in name else []),
+        ]
+    )
     launcher = instantiate(hc.launcher)
     kind = "Slurm" if "slurm" in name else "Local"
     assert type(launcher).__name__ == f"{kind}Launcher"
@@ -68,4 +75,7 @@ def test_threads_per_job_follow_the_launcher():
     local = hydra_config(["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=2"]).launcher
     assert threads_per_job(local) == 2  # its jobs all run at once, unpinned
     # Slurm pins a job to its CPUs and TensorFlow sizes itself to them.
-    assert threads_per_job(hydra_config(["hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=2"]).launcher) is None
+    assert (
+        threads_per_job(hydra_config(["hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=2"]).launcher)
+        is None
+    )

@@ -42,15 +42,22 @@ def test_images_are_read_as_raw_pixels_from_png_npy_and_npz(tmp_path):
     np.testing.assert_array_equal(predict.read_images(tmp_path / "one.npy")[0], test["x_test"][:1])
 
 
-@pytest.mark.parametrize("name, array, message", [
-    ("scaled.npy", np.full((2, 28, 28), 0.5, np.float32), "values in [0, 1] look already scaled"),
-    ("wide.npy", np.zeros((2, 28, 29), np.uint8), "shape (2, 28, 29) is invalid: give 28x28 images"),
-    ("negative.npy", np.full((28, 28), -1.0), "values from -1.0 to -1.0 are invalid: give raw pixels from 0 to 255"),
-    ("two.npz", {"a": np.zeros((28, 28)), "b": np.zeros((28, 28))}, "arrays ['a', 'b'] are ambiguous"),
-    ("big.png", np.zeros((32, 32), np.uint8), "a 32x32 image is invalid: give 28x28 pixels"),
-    ("digits.jpg", None, "a .jpg file is not supported: give .png, .npy, .npz"),
-    ("missing.npy", None, "no such file"),
-])
+@pytest.mark.parametrize(
+    "name, array, message",
+    [
+        ("scaled.npy", np.full((2, 28, 28), 0.5, np.float32), "values in [0, 1] look already scaled"),
+        ("wide.npy", np.zeros((2, 28, 29), np.uint8), "shape (2, 28, 29) is invalid: give 28x28 images"),
+        (
+            "negative.npy",
+            np.full((28, 28), -1.0),
+            "values from -1.0 to -1.0 are invalid: give raw pixels from 0 to 255",
+        ),
+        ("two.npz", {"a": np.zeros((28, 28)), "b": np.zeros((28, 28))}, "arrays ['a', 'b'] are ambiguous"),
+        ("big.png", np.zeros((32, 32), np.uint8), "a 32x32 image is invalid: give 28x28 pixels"),
+        ("digits.jpg", None, "a .jpg file is not supported: give .png, .npy, .npz"),
+        ("missing.npy", None, "no such file"),
+    ],
+)
 def test_bad_images_are_refused_with_what_would_do(tmp_path, name, array, message):
     path = tmp_path / name
     if isinstance(array, dict):
@@ -67,9 +74,11 @@ def test_bad_images_are_refused_with_what_would_do(tmp_path, name, array, messag
 def test_champion_moves_only_for_a_better_model_and_predict_uses_it(make_cfg, store, tmp_path, capsys):
     client = mlflow.MlflowClient(store)
     decisions = []
-    for overrides in (["optimizer.learning_rate=0.001", "trainer.epochs=1"],   # the first champion
-                      ["optimizer.learning_rate=0.00001", "trainer.epochs=1"],  # worse
-                      ["optimizer.learning_rate=0.05", "trainer.epochs=3"]):   # better
+    for overrides in (
+        ["optimizer.learning_rate=0.001", "trainer.epochs=1"],  # the first champion
+        ["optimizer.learning_rate=0.00001", "trainer.epochs=1"],  # worse
+        ["optimizer.learning_rate=0.05", "trainer.epochs=3"],
+    ):  # better
         train(make_cfg(*overrides))
         run = runs(store)[0]  # the latest
         version = register_run_model(client, run.info.run_id, "mnist-best")
@@ -106,12 +115,15 @@ def test_a_model_that_takes_normalized_images_is_fed_as_its_run_normalized(store
 
     mlflow.set_tracking_uri(store)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    )
     pixels = np.load(FIXTURE)["x_test"][:20]
     scaled = pixels.astype(np.float32) / 255.0
     with mlflow.start_run() as run:  # as runs logged models before they took raw pixels
         mlflow.log_param("data.normalization", "unit")
-        mlflow.keras.log_model(model, name="model",
-                               signature=mlflow.models.infer_signature(scaled, model.predict(scaled, verbose=0)))
+        mlflow.keras.log_model(
+            model, name="model", signature=mlflow.models.infer_signature(scaled, model.predict(scaled, verbose=0))
+        )
     probabilities = predict.predict(f"runs:/{run.info.run_id}/model", pixels)
     np.testing.assert_allclose(probabilities, model.predict(scaled, verbose=0), rtol=1e-5)

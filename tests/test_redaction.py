@@ -21,8 +21,10 @@ def test_redaction_rules(monkeypatch):
     assert redact_text("db.password=hunter2,model=dense") == "db.password=***,model=dense"
     assert redact_text("sent abc-token-value") == "sent ***"
     assert redact_text("model.kernel_size=3 data.path=/a") == "model.kernel_size=3 data.path=/a"  # not secrets
-    assert redact({"a": {"secret": "x", "key": None, "uri": "s3://k:v@b"}, "l": ["x.token=1"]}) == \
-        {"a": {"secret": "***", "key": None, "uri": "s3://k:***@b"}, "l": ["x.token=***"]}
+    assert redact({"a": {"secret": "x", "key": None, "uri": "s3://k:v@b"}, "l": ["x.token=1"]}) == {
+        "a": {"secret": "***", "key": None, "uri": "s3://k:***@b"},
+        "l": ["x.token=***"],
+    }
 
 
 def test_log_filter_masks_formatted_messages(monkeypatch):
@@ -39,9 +41,16 @@ def test_a_run_records_no_secret(make_cfg, store, caplog):
     client = mlflow.MlflowClient(store)
     assert run.data.params["creds.password"] == "***" and run.data.params["creds.api_token"] == "***"
     assert run.data.params["remote.uri"] == "postgresql://bob:***@db:5432/x"
-    texts = [str(run.data.params), str(run.data.tags), run.info.run_name, caplog.text,
-             *(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{path}")
-               for path in ("config/config.yaml", "config/overrides.yaml"))]
+    texts = [
+        str(run.data.params),
+        str(run.data.tags),
+        run.info.run_name,
+        caplog.text,
+        *(
+            mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{path}")
+            for path in ("config/config.yaml", "config/overrides.yaml")
+        ),
+    ]
     for text in texts:
         for leak in LEAKS:
             assert leak not in text

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from mnist_tracking import report
-from mnist_tracking.names import OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG, PARENT_RUN_TAG, SWEEP_TAG, SWEPT_KEYS_TAG
+from mnist_tracking.names import (
+    OPTIMIZED_DIRECTION_TAG,
+    OPTIMIZED_METRIC_TAG,
+    PARENT_RUN_TAG,
+    SWEEP_TAG,
+    SWEPT_KEYS_TAG,
+)
 
 
 def test_stale_runs_are_listed_and_marked_failed(store, capsys):
@@ -36,8 +42,15 @@ def test_stale_runs_are_listed_and_marked_failed(store, capsys):
 def test_the_report_ranks_jobs_in_the_sweeps_direction(store, direction, order):
     client = mlflow.MlflowClient(store)
     experiment = client.create_experiment("mnist")
-    parent = client.create_run(experiment, tags={SWEEP_TAG: "true", SWEPT_KEYS_TAG: "[]",
-                                                 OPTIMIZED_METRIC_TAG: "val_loss", OPTIMIZED_DIRECTION_TAG: direction})
+    parent = client.create_run(
+        experiment,
+        tags={
+            SWEEP_TAG: "true",
+            SWEPT_KEYS_TAG: "[]",
+            OPTIMIZED_METRIC_TAG: "val_loss",
+            OPTIMIZED_DIRECTION_TAG: direction,
+        },
+    )
     for value in (0.5, 0.1, 0.9):
         child = client.create_run(experiment, tags={PARENT_RUN_TAG: parent.info.run_id}).info.run_id
         client.log_metric(child, "val_loss", value)
@@ -49,9 +62,15 @@ def test_the_report_ranks_jobs_in_the_sweeps_direction(store, direction, order):
 def sweep_parent(client: mlflow.MlflowClient, swept_keys: str) -> tuple[str, str]:
     """A new experiment and a sweep parent in it that varies `swept_keys` (JSON) and maximizes val_accuracy."""
     experiment = client.create_experiment("mnist")
-    parent = client.create_run(experiment, tags={SWEEP_TAG: "true", SWEPT_KEYS_TAG: swept_keys,
-                                                 OPTIMIZED_METRIC_TAG: "val_accuracy",
-                                                 OPTIMIZED_DIRECTION_TAG: "maximize"})
+    parent = client.create_run(
+        experiment,
+        tags={
+            SWEEP_TAG: "true",
+            SWEPT_KEYS_TAG: swept_keys,
+            OPTIMIZED_METRIC_TAG: "val_accuracy",
+            OPTIMIZED_DIRECTION_TAG: "maximize",
+        },
+    )
     return experiment, parent.info.run_id
 
 
@@ -59,8 +78,14 @@ def test_a_seed_sweep_is_reported_by_group_and_the_best_group_wins_by_its_mean(s
     client = mlflow.MlflowClient(store)
     experiment, parent = sweep_parent(client, '["data.normalization", "seed"]')
     # unit has the single luckiest seed (0.99), standard the better mean: standard must win.
-    finals = {("unit", 0): 0.90, ("unit", 1): 0.91, ("unit", 2): 0.99,
-              ("standard", 0): 0.94, ("standard", 1): 0.96, ("standard", 2): 0.95}
+    finals = {
+        ("unit", 0): 0.90,
+        ("unit", 1): 0.91,
+        ("unit", 2): 0.99,
+        ("standard", 0): 0.94,
+        ("standard", 1): 0.96,
+        ("standard", 2): 0.95,
+    }
     ids = {}
     for (normalization, seed), final in finals.items():
         overrides = f'["data.normalization={normalization}", "seed={seed}"]'

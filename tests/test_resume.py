@@ -9,11 +9,11 @@ import mlflow
 import numpy as np
 import pytest
 
+from mnist_tracking import report
+from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError
 from mnist_tracking.ml import callbacks as fit_callbacks
 from mnist_tracking.ml.checkpoint import load_checkpoint, save_checkpoint
-from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError
 from mnist_tracking.names import CHECKPOINT_EPOCH_TAG, EPOCH_METRICS, OWNER_TAG
-from mnist_tracking import report
 from mnist_tracking.tracking.resume import claim_run, owner_is_gone
 from mnist_tracking.tracking.store import prepare_experiment
 from mnist_tracking.train import train
@@ -24,16 +24,20 @@ EPOCHS = 4
 
 def stop_at(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     """The next train() is stopped as by Ctrl-C at the end of `epoch` (0-based), after it is recorded."""
+
     def logger(epochs: int) -> keras.callbacks.Callback:
         def stop(e, logs):
             if e == epoch:
                 raise KeyboardInterrupt
+
         return keras.callbacks.LambdaCallback(on_epoch_end=stop)
+
     monkeypatch.setattr(fit_callbacks, "epoch_logger", logger)
 
 
-def stopped_run(make_cfg, store: str, monkeypatch: pytest.MonkeyPatch, *overrides: str,
-                epoch: int = 0) -> mlflow.entities.Run:
+def stopped_run(
+    make_cfg, store: str, monkeypatch: pytest.MonkeyPatch, *overrides: str, epoch: int = 0
+) -> mlflow.entities.Run:
     """Trains `overrides`, stops it as by Ctrl-C after `epoch`, and returns its (KILLED) run."""
     with monkeypatch.context() as patch:
         stop_at(patch, epoch)
@@ -150,8 +154,9 @@ def test_a_requeued_slurm_job_takes_over_its_run(make_cfg, store, monkeypatch):
 def test_a_stopped_job_that_cannot_continue_is_superseded_in_its_sweeps_report(make_cfg, store, monkeypatch):
     client = mlflow.MlflowClient(store)
     experiment = prepare_experiment(store, "mnist")
-    parent = client.create_run(experiment, tags={"sweep": "true", "swept_keys": "[]",
-                                                 "optimized_metric": "val_accuracy"}).info.run_id
+    parent = client.create_run(
+        experiment, tags={"sweep": "true", "swept_keys": "[]", "optimized_metric": "val_accuracy"}
+    ).info.run_id
     job = (f"mlflow.parent_run_id={parent}", "trainer.checkpoint_every=0")  # stopped with no checkpoint
     old = stopped_run(make_cfg, store, monkeypatch, *job)
     train(make_cfg(*job))

@@ -29,16 +29,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(model_uri: str, tracking_uri: str, port: int, env_manager: str = "local",
-          env: dict[str, str] | None = None) -> subprocess.Popen:
+def serve(
+    model_uri: str, tracking_uri: str, port: int, env_manager: str = "local", env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """`mlflow models serve` on loopback, as the docs show it (the virtual environment activated: MLflow starts
     `uvicorn` and `uv` from PATH), in its own process group; `env`: the shell's environment (default: this one's)."""
     venv_bin = str(Path(sys.executable).parent)
-    env = {**(os.environ if env is None else env), "MLFLOW_TRACKING_URI": tracking_uri,
-           "PATH": venv_bin + os.pathsep + os.environ["PATH"]}
-    return subprocess.Popen([f"{venv_bin}/mlflow", "models", "serve", "-m", model_uri, "--env-manager",
-                             env_manager, "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    env = {
+        **(os.environ if env is None else env),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PATH": venv_bin + os.pathsep + os.environ["PATH"],
+    }
+    return subprocess.Popen(
+        [
+            f"{venv_bin}/mlflow",
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            env_manager,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def stop(server: subprocess.Popen) -> None:
@@ -81,8 +102,14 @@ def test_a_worse_sweep_registers_but_the_champion_stays_and_serves(tmp_path):
     paths, labels = write_pngs(tmp_path / "pngs", 8)
     # The store by default too: ./mlruns in the launch folder, not a $MLFLOW_TRACKING_URI this process may have set.
     env = cli_env()
-    out = subprocess.run([sys.executable, "-m", "mnist_tracking.predict", *map(str, paths)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "mnist_tracking.predict", *map(str, paths)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     printed = [int(line.rsplit(": ", 1)[1].split()[0]) for line in out.stdout.splitlines()]
     pixels = np.load(FIXTURE)["x_test"][:8]
@@ -127,8 +154,9 @@ def test_a_model_logged_on_one_backend_loads_on_the_other(make_cfg, store):
     assert ("jax==" in pinned) == (BACKEND == "jax") and ("tensorflow==" in pinned) == (BACKEND == "tensorflow")
     other = "tensorflow" if BACKEND == "jax" else "jax"
     env = cli_env(KERAS_BACKEND=other)
-    out = subprocess.run([sys.executable, "-c", LOAD, store, uri, str(FIXTURE)], env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD, store, uri, str(FIXTURE)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     loaded = json.loads(out.stdout.splitlines()[-1])
     assert loaded["backend"] == other
@@ -152,8 +180,13 @@ def test_the_champion_serves_from_an_environment_built_from_its_own_requirements
     pixels = np.load(FIXTURE)["x_test"][:20]
     expected = np.asarray(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(pixels))
     port = free_port()
-    server = serve("models:/mnist-best@champion", store, port, env_manager="uv",
-                   env={k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"})
+    server = serve(
+        "models:/mnist-best@champion",
+        store,
+        port,
+        env_manager="uv",
+        env={k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"},
+    )
     try:
         wait_until_up(server, port, timeout_s=540)  # the first build downloads the requirements
         response = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": pixels.tolist()}, timeout=60)

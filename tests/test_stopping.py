@@ -20,8 +20,9 @@ SWEEP_EPOCHS = 100
 RUN = [f"data.path={FIXTURE}", "model=mlp64", f"trainer.epochs={EPOCHS}"]
 
 
-def stop(args: list[str], cwd, sig: int, after: str, count: int = 1, recorded: int = 0,
-         checkpointed: bool = False) -> str:
+def stop(
+    args: list[str], cwd, sig: int, after: str, count: int = 1, recorded: int = 0, checkpointed: bool = False
+) -> str:
     """Starts the CLI, and once `count` lines said `after`, the store holds a run with `recorded` epochs and
     (`checkpointed`) a running run has a checkpoint stored, sends `sig` (SIGINT to its process group, as Ctrl-C)."""
     proc = cli(args, cwd, start_new_session=True)
@@ -30,9 +31,9 @@ def stop(args: list[str], cwd, sig: int, after: str, count: int = 1, recorded: i
 
     def ready() -> bool:
         found = runs(store_of(cwd))
-        return (not recorded or any(len(steps(store_of(cwd), r.info.run_id)["loss"]) >= recorded for r in found)) \
-            and (not checkpointed or any(r.info.status == "RUNNING" and CHECKPOINT_EPOCH_TAG in r.data.tags
-                                         for r in found))
+        return (not recorded or any(len(steps(store_of(cwd), r.info.run_id)["loss"]) >= recorded for r in found)) and (
+            not checkpointed or any(r.info.status == "RUNNING" and CHECKPOINT_EPOCH_TAG in r.data.tags for r in found)
+        )
 
     while not ready():
         assert time.monotonic() < deadline and proc.poll() is None, seen
@@ -82,8 +83,14 @@ def test_a_stopped_run_continues_in_the_same_run(tmp_path, uninterrupted, sig):
 
 def test_a_killed_sweep_continues_with_the_same_parent(tmp_path):
     sweep = ["-m", "model=dense,mlp64", f"trainer.epochs={SWEEP_EPOCHS}", f"data.path={FIXTURE}"]
-    stop(sweep, tmp_path, signal.SIGKILL, f"epoch 3/{SWEEP_EPOCHS}", count=2,  # the second job is training
-         checkpointed=True)
+    stop(
+        sweep,
+        tmp_path,
+        signal.SIGKILL,
+        f"epoch 3/{SWEEP_EPOCHS}",
+        count=2,  # the second job is training
+        checkpointed=True,
+    )
     [parent], children = sweep_runs(store_of(tmp_path))
     first = {r.data.tags["mlflow.runName"]: r for r in children[parent.info.run_id]}
     assert sorted(r.info.status for r in first.values()) == ["FINISHED", "RUNNING"]
@@ -105,16 +112,29 @@ def test_a_killed_sweep_continues_with_the_same_parent(tmp_path):
 
 def test_a_stopped_optuna_search_continues_to_its_number_of_trials(tmp_path):
     # A trial may draw batch 128 (5 steps an epoch here): 300 epochs keep the third one training long enough.
-    search = ["hparams_search=optuna", "hydra.sweeper.n_trials=4", f"trainer.epochs={EPOCHS}", f"data.path={FIXTURE}",
-              "data.limit_train=800"]
-    stop(search, tmp_path, signal.SIGKILL, f"epoch 2/{EPOCHS}", count=3,  # after 2 trials, the third is training
-         checkpointed=True)
+    search = [
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        f"trainer.epochs={EPOCHS}",
+        f"data.path={FIXTURE}",
+        "data.limit_train=800",
+    ]
+    stop(
+        search,
+        tmp_path,
+        signal.SIGKILL,
+        f"epoch 2/{EPOCHS}",
+        count=3,  # after 2 trials, the third is training
+        checkpointed=True,
+    )
     code, out = run_cli(search, tmp_path)
     assert code == 0, out
     assert "Continuing the search: 2 of 4 trials done" in out
     [parent], children = sweep_runs(store_of(tmp_path))
     assert parent.info.status == "FINISHED"
-    assert len(children[parent.info.run_id]) == 4 and {r.info.status for r in children[parent.info.run_id]} == {"FINISHED"}
+    assert len(children[parent.info.run_id]) == 4 and {r.info.status for r in children[parent.info.run_id]} == {
+        "FINISHED"
+    }
     assert sum("resumed_from_epoch" in r.data.tags for r in children[parent.info.run_id]) == 1
     assert "Study mnist: 4 trials (4 COMPLETE)" in out
 
@@ -137,8 +157,9 @@ def test_a_non_finite_learning_rate_is_bad_input(tmp_path, value):
 
 
 def test_a_diverging_job_fails_and_the_sweep_goes_on(tmp_path):
-    code, out = run_cli(["-m", "optimizer.learning_rate=0.01,1e30", "trainer.epochs=3", f"data.path={FIXTURE}"],
-                        tmp_path)
+    code, out = run_cli(
+        ["-m", "optimizer.learning_rate=0.01,1e30", "trainer.epochs=3", f"data.path={FIXTURE}"], tmp_path
+    )
     assert code == 1, out
     [parent], children = sweep_runs(store_of(tmp_path))
     assert sorted(r.info.status for r in children[parent.info.run_id]) == ["FAILED", "FINISHED"]

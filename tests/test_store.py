@@ -26,8 +26,9 @@ def migrations(monkeypatch) -> list[object]:
     """Each time MLflow builds a store's tables step by step (its migrations), recorded."""
     calls = []
     initialize = mlflow.store.db.utils._initialize_tables
-    monkeypatch.setattr(mlflow.store.db.utils, "_initialize_tables", lambda engine: (calls.append(engine),
-                                                                                    initialize(engine)))
+    monkeypatch.setattr(
+        mlflow.store.db.utils, "_initialize_tables", lambda engine: (calls.append(engine), initialize(engine))
+    )
     return calls
 
 
@@ -54,8 +55,10 @@ def test_the_second_new_store_is_a_copy_of_the_first_less_its_experiments(tmp_pa
     second, experiment_id = new_store(tmp_path / "b", monkeypatch)
     assert len(migrations) == 1  # copied, not built
     # MLflow's `Default` and this project's experiment, each where they would be in a store MLflow built here.
-    assert experiments(second) == {"Default": str(tmp_path / "b" / "mlruns" / "0"),
-                                   "mnist": (tmp_path / "b" / "mlruns" / "artifacts").as_uri()}
+    assert experiments(second) == {
+        "Default": str(tmp_path / "b" / "mlruns" / "0"),
+        "mnist": (tmp_path / "b" / "mlruns" / "artifacts").as_uri(),
+    }
     assert experiments(first)["Default"] == str(tmp_path / "a" / "mlruns" / "0")
     client = mlflow.MlflowClient(second)
     run = client.create_run(experiment_id)
@@ -75,8 +78,7 @@ def test_a_kept_store_this_mlflow_cannot_open_is_built_again(tmp_path, monkeypat
     assert len(migrations) == 1  # the broken copy was replaced by a good one
 
 
-def test_a_cache_that_cannot_be_written_leaves_the_store_as_mlflow_builds_it(tmp_path, monkeypatch, migrations,
-                                                                             caplog):
+def test_a_cache_that_cannot_be_written_leaves_the_store_as_mlflow_builds_it(tmp_path, monkeypatch, migrations, caplog):
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
     with caplog.at_level(logging.WARNING, "mnist_tracking.tracking.store"):

@@ -10,8 +10,17 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.helpers import (FIXTURE, GRID, assert_complete_child, report_table, run_cli, runs, signal_while_training,
-                           store_of, sweep_runs)
+from tests.helpers import (
+    FIXTURE,
+    GRID,
+    assert_complete_child,
+    report_table,
+    run_cli,
+    runs,
+    signal_while_training,
+    store_of,
+    sweep_runs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +51,9 @@ def test_grid_sweep_nests_jobs_under_one_parent_with_a_report(grid):
     table = report_table(client, parent.info.run_id)
     assert len(table) == 4 and set(table["run_id"]) == {j.info.run_id for j in jobs}
     assert list(table["val_accuracy"]) == sorted(table["val_accuracy"], reverse=True)
-    assert {"model", "optimizer.learning_rate", "val_loss", "test_accuracy", "epochs", "wall_time_s", "status"} <= set(table)
+    assert {"model", "optimizer.learning_rate", "val_loss", "test_accuracy", "epochs", "wall_time_s", "status"} <= set(
+        table
+    )
     assert set(table["model"]) == {"dense", "mlp64"}
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
     assert {"sweep/summary.csv", "sweep/summary.json", "sweep/val_accuracy.png", "sweep/val_loss.png"} <= logged
@@ -60,8 +71,21 @@ def test_report_cli_rebuilds_the_table_from_the_store(grid, tmp_path):
     # An explicit sweep, then the latest one (the resume test may have added a second sweep).
     for parent, args in ((parents[0], ["--sweep", parents[0].info.run_id]), (parents[-1], [])):
         out = subprocess.run(
-            [sys.executable, "-m", "mnist_tracking.report", *args, "--tracking-uri", store_of(grid), "--out",
-             str(tmp_path / "report")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "mnist_tracking.report",
+                *args,
+                "--tracking-uri",
+                store_of(grid),
+                "--out",
+                str(tmp_path / "report"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr
         assert f"Sweep {parent.info.run_id} (FINISHED), 4 jobs" in out.stdout
         table = pd.read_csv(tmp_path / "report" / "summary.csv")
@@ -96,22 +120,26 @@ def test_joblib_sweep_loses_nothing(tmp_path):
 
 
 def test_optuna_trials_nest_under_the_parent(tmp_path):
-    code, out = run_cli(["hparams_search=optuna", "hydra.sweeper.n_trials=3", "trainer.epochs=1",
-                         f"data.path={FIXTURE}"], tmp_path)
+    code, out = run_cli(
+        ["hparams_search=optuna", "hydra.sweeper.n_trials=3", "trainer.epochs=1", f"data.path={FIXTURE}"], tmp_path
+    )
     assert code == 0, out
     [parent], children = sweep_runs(store_of(tmp_path))
     assert len(children[parent.info.run_id]) == 3
     # Each trial's rerun command runs that one trial, not a new search.
-    assert all("hparams_search=optuna" in c.data.tags["command"] and c.data.tags["command"].endswith("hydra.mode=RUN")
-               for c in children[parent.info.run_id])
+    assert all(
+        "hparams_search=optuna" in c.data.tags["command"] and c.data.tags["command"].endswith("hydra.mode=RUN")
+        for c in children[parent.info.run_id]
+    )
     assert parent.data.params["swept.optimizer.learning_rate"] == "tag(log, interval(0.001, 0.3))"
     assert len(report_table(mlflow.MlflowClient(store_of(tmp_path)), parent.info.run_id)) == 3
 
 
 def test_a_failing_job_is_recorded_and_the_others_reported(tmp_path):
     # Keras rejects an unknown activation when the model is built, inside the job's run.
-    code, out = run_cli(["-m", "model.activation=relu,no_such_activation", "trainer.epochs=1", f"data.path={FIXTURE}"],
-                        tmp_path)
+    code, out = run_cli(
+        ["-m", "model.activation=relu,no_such_activation", "trainer.epochs=1", f"data.path={FIXTURE}"], tmp_path
+    )
     assert code != 0
     assert "1 of 2 sweep jobs failed" in out
     store = store_of(tmp_path)
@@ -141,16 +169,29 @@ def test_a_single_run_has_no_parent(tmp_path):
 
 
 def test_a_seed_sweep_reports_groups_of_seeds_with_mean_std_and_bands(tmp_path):
-    code, out = run_cli(["-m", "model=mlp64", "seed=0,1,2", "data.normalization=unit,standard", "trainer.epochs=3",
-                         f"data.path={FIXTURE}"], tmp_path)
+    code, out = run_cli(
+        [
+            "-m",
+            "model=mlp64",
+            "seed=0,1,2",
+            "data.normalization=unit,standard",
+            "trainer.epochs=3",
+            f"data.path={FIXTURE}",
+        ],
+        tmp_path,
+    )
     assert code == 0, out
     store = store_of(tmp_path)
     client = mlflow.MlflowClient(store)
     [parent], children = sweep_runs(store)
     assert len(children[parent.info.run_id]) == 6
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
-    assert {"sweep/groups.csv", "sweep/groups.json", "sweep/val_accuracy_by_seed_group.png",
-            "sweep/val_loss_by_seed_group.png"} <= logged
+    assert {
+        "sweep/groups.csv",
+        "sweep/groups.json",
+        "sweep/val_accuracy_by_seed_group.png",
+        "sweep/val_loss_by_seed_group.png",
+    } <= logged
     groups = pd.read_csv(client.download_artifacts(parent.info.run_id, "sweep/groups.csv", str(tmp_path)))
     assert sorted(groups["data.normalization"]) == ["standard", "unit"]
     assert list(groups["n_seeds"]) == [3, 3] and list(groups["seeds"]) == ["0 1 2", "0 1 2"]
@@ -160,8 +201,13 @@ def test_a_seed_sweep_reports_groups_of_seeds_with_mean_std_and_bands(tmp_path):
     assert parent.data.tags["best_run_id"] == best_group["median_run_id"]
     assert parent.data.tags["best.data.normalization"] == best_group["data.normalization"]
 
-    out = subprocess.run([sys.executable, "-m", "mnist_tracking.report", "--tracking-uri", store, "--out",
-                          str(tmp_path / "report")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "mnist_tracking.report", "--tracking-uri", store, "--out", str(tmp_path / "report")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "2 groups of jobs that differ only in seed, best mean first" in out.stdout
     assert pd.read_csv(tmp_path / "report" / "groups.csv").equals(groups)

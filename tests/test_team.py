@@ -10,8 +10,17 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.helpers import (FIXTURE, GRID, assert_complete_child, cli, read_until, run_cli, runs, signal_while_training,
-                           sweep_runs)
+from tests.helpers import (
+    FIXTURE,
+    GRID,
+    assert_complete_child,
+    cli,
+    read_until,
+    run_cli,
+    runs,
+    signal_while_training,
+    sweep_runs,
+)
 from tests.servers import RAY_ENV, free_port, mlflow_server, postgres, processes_using, ray_cluster, ray_temp_dir
 
 pytestmark = pytest.mark.slow
@@ -35,7 +44,8 @@ def assert_sweep_on_server(uri: str, experiment: str, jobs: int) -> None:
         assert_complete_child(client, child)
         assert "mlflow." not in child.info.run_name and "model=" in child.info.run_name  # what varies, not where
     assert {"sweep/summary.csv", "sweep/val_accuracy.png", "sweep/val_loss.png"} <= {
-        a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
+        a.path for a in client.list_artifacts(parent.info.run_id, "sweep")
+    }
 
     mlflow.set_tracking_uri(uri)
     best = parent.data.tags["best_run_id"]
@@ -45,8 +55,16 @@ def assert_sweep_on_server(uri: str, experiment: str, jobs: int) -> None:
 
 
 def test_joblib_sweep_against_a_postgres_backed_server(server, tmp_path):
-    code, out = run_cli([*GRID, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"mlflow.tracking_uri={server}",
-                         "mlflow.experiment_name=joblib"], tmp_path)
+    code, out = run_cli(
+        [
+            *GRID,
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"mlflow.tracking_uri={server}",
+            "mlflow.experiment_name=joblib",
+        ],
+        tmp_path,
+    )
     assert code == 0, out
     assert not (tmp_path / "mlruns").exists()  # nothing went to the local default store
     assert_sweep_on_server(server, "joblib", 4)
@@ -55,10 +73,19 @@ def test_joblib_sweep_against_a_postgres_backed_server(server, tmp_path):
 def test_local_ray_sweep(server, tmp_path):
     """hydra/launcher=ray starts a local Ray (2 CPUs) for the sweep and stops it when the sweep ends."""
     with ray_temp_dir() as temp:
-        code, out = run_cli([*TWO_JOBS, "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
-                             "+hydra.launcher.ray.init.include_dashboard=false",
-                             f"+hydra.launcher.ray.init._temp_dir={temp}", f"mlflow.tracking_uri={server}",
-                             "mlflow.experiment_name=ray"], tmp_path, env=RAY_ENV)
+        code, out = run_cli(
+            [
+                *TWO_JOBS,
+                "hydra/launcher=ray",
+                "+hydra.launcher.ray.init.num_cpus=2",
+                "+hydra.launcher.ray.init.include_dashboard=false",
+                f"+hydra.launcher.ray.init._temp_dir={temp}",
+                f"mlflow.tracking_uri={server}",
+                "mlflow.experiment_name=ray",
+            ],
+            tmp_path,
+            env=RAY_ENV,
+        )
         assert code == 0, out
         assert "Started a local Ray instance" in out
         assert processes_using(temp) == []  # the launcher's Ray went down with the sweep
@@ -66,17 +93,30 @@ def test_local_ray_sweep(server, tmp_path):
     assert_sweep_on_server(server, "ray", 2)
 
 
-@pytest.mark.parametrize(("sig", "parent_status", "job_statuses"),
-                         [(signal.SIGINT, "KILLED", {"KILLED"}), (signal.SIGTERM, "FAILED", {"FAILED", "KILLED"})],
-                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    ("sig", "parent_status", "job_statuses"),
+    [(signal.SIGINT, "KILLED", {"KILLED"}), (signal.SIGTERM, "FAILED", {"FAILED", "KILLED"})],
+    ids=["ctrl-c", "sigterm"],
+)
 def test_stopping_a_local_ray_sweep_ends_every_run(sig, parent_status, job_statuses, tmp_path):
     """Ctrl-C: every run KILLED. SIGTERM: Ray's own handler ends the submitter and the exit hook ends the parent
     FAILED; a job run ends FAILED (that hook) or KILLED (the job's own handler, as Ray stops it), whichever is first."""
     with ray_temp_dir() as temp:
         code, out = signal_while_training(
-            ["-m", "model=dense,mlp64", f"data.path={FIXTURE}", "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
-             "+hydra.launcher.ray.init.include_dashboard=false", f"+hydra.launcher.ray.init._temp_dir={temp}"],
-            tmp_path, sig, RAY_ENV, jobs=2)
+            [
+                "-m",
+                "model=dense,mlp64",
+                f"data.path={FIXTURE}",
+                "hydra/launcher=ray",
+                "+hydra.launcher.ray.init.num_cpus=2",
+                "+hydra.launcher.ray.init.include_dashboard=false",
+                f"+hydra.launcher.ray.init._temp_dir={temp}",
+            ],
+            tmp_path,
+            sig,
+            RAY_ENV,
+            jobs=2,
+        )
         assert code != 0, out
         assert processes_using(temp) == []
     parents, children = sweep_runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
@@ -95,9 +135,17 @@ def test_sweep_on_an_existing_ray_cluster(server, tmp_path):
     elsewhere.mkdir()
     launch.mkdir()
     with ray_cluster(elsewhere) as address:
-        code, out = run_cli([*TWO_JOBS, "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={address}",
-                             "mlflow.experiment_name=ray_cluster"], launch,
-                            env={**RAY_ENV, "MLFLOW_TRACKING_URI": server}, dirs=False)
+        code, out = run_cli(
+            [
+                *TWO_JOBS,
+                "hydra/launcher=ray_cluster",
+                f"hydra.launcher.ray.init.address={address}",
+                "mlflow.experiment_name=ray_cluster",
+            ],
+            launch,
+            env={**RAY_ENV, "MLFLOW_TRACKING_URI": server},
+            dirs=False,
+        )
     assert code == 0, out
     assert f"Connecting to existing Ray cluster at address: {address}" in out
     assert not (launch / "mlruns").exists() and not (elsewhere / "mlruns").exists()
@@ -106,8 +154,15 @@ def test_sweep_on_an_existing_ray_cluster(server, tmp_path):
 
 
 def test_submitit_local_sweep(server, tmp_path):
-    code, out = run_cli([*TWO_JOBS, "hydra/launcher=submitit_local", f"mlflow.tracking_uri={server}",
-                         "mlflow.experiment_name=submitit"], tmp_path)
+    code, out = run_cli(
+        [
+            *TWO_JOBS,
+            "hydra/launcher=submitit_local",
+            f"mlflow.tracking_uri={server}",
+            "mlflow.experiment_name=submitit",
+        ],
+        tmp_path,
+    )
     assert code == 0, out
     assert "Submitit 'local' sweep output dir" in out
     assert not (tmp_path / "mlruns").exists()
@@ -137,7 +192,12 @@ def test_a_run_survives_a_server_restart(tmp_path):
 
 
 def test_a_run_stopped_against_the_server_resumes_from_the_servers_checkpoint(server, tmp_path):
-    args = [f"data.path={FIXTURE}", "trainer.epochs=60", f"mlflow.tracking_uri={server}", "mlflow.experiment_name=resume"]
+    args = [
+        f"data.path={FIXTURE}",
+        "trainer.epochs=60",
+        f"mlflow.tracking_uri={server}",
+        "mlflow.experiment_name=resume",
+    ]
     proc = cli(args, tmp_path)
     read_until(proc, "epoch 4/60")
     proc.send_signal(signal.SIGTERM)

@@ -12,17 +12,27 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from mnist_tracking.errors import RunFailedError
 from mnist_tracking.ml import figures
 from mnist_tracking.ml.mnist import normalize_images
-from mnist_tracking.errors import RunFailedError
 from mnist_tracking.tracking.run import SigtermAsInterrupt
 from mnist_tracking.train import train
 from tests.helpers import ARTIFACTS, BACKEND, FIXTURE, QUICK, artifact_paths, compose_config, runs
 
-PARAMS = {"model.hidden_units": "64", "model.activation": "relu", "optimizer.learning_rate": "0.01",
-          "optimizer.momentum": "0.0", "data.batch_size": "32", "data.validation_split": "0.25",
-          "data.path": str(FIXTURE), "trainer.epochs": "2", "seed": "42", "mlflow.experiment_name": "mnist",
-          "total_params": "50890", "trainable_params": "50890"}
+PARAMS = {
+    "model.hidden_units": "64",
+    "model.activation": "relu",
+    "optimizer.learning_rate": "0.01",
+    "optimizer.momentum": "0.0",
+    "data.batch_size": "32",
+    "data.validation_split": "0.25",
+    "data.path": str(FIXTURE),
+    "trainer.epochs": "2",
+    "seed": "42",
+    "mlflow.experiment_name": "mnist",
+    "total_params": "50890",
+    "trainable_params": "50890",
+}
 
 
 @pytest.mark.backends
@@ -34,8 +44,14 @@ def test_a_run_records_config_metrics_artifacts_and_model(make_cfg, store):
     client = mlflow.MlflowClient(store)
     assert run.info.status == "FINISHED"
     assert PARAMS.items() <= run.data.params.items()
-    assert run.data.params.keys() >= {"model._target_", "optimizer._target_", "data.limit_train", "data.limit_test",
-                                      "mlflow.tracking_uri", "optimized_metric"}
+    assert run.data.params.keys() >= {
+        "model._target_",
+        "optimizer._target_",
+        "data.limit_train",
+        "data.limit_test",
+        "mlflow.tracking_uri",
+        "optimized_metric",
+    }
     for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
         history = client.get_metric_history(run.info.run_id, name)
         assert sorted(m.step for m in history) == [0, 1], name
@@ -45,11 +61,13 @@ def test_a_run_records_config_metrics_artifacts_and_model(make_cfg, store):
     assert ARTIFACTS <= artifact_paths(client, run.info.run_id)
 
     # What it varies: not where it is tracked, and the data by file name.
-    assert run.info.run_name == (f"backend={BACKEND},data.path=mnist_small.npz,optimizer.learning_rate=0.01,"
-                                 "trainer.epochs=2")
+    assert run.info.run_name == (
+        f"backend={BACKEND},data.path=mnist_small.npz,optimizer.learning_rate=0.01,trainer.epochs=2"
+    )
     assert run.data.tags["command"].endswith(
         f"python -m mnist_tracking.train data.path={FIXTURE} trainer.epochs=2 backend={BACKEND} "
-        f"mlflow.tracking_uri={store} optimizer.learning_rate=0.01")
+        f"mlflow.tracking_uri={store} optimizer.learning_rate=0.01"
+    )
     logged = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/config.yaml"))
     assert logged == cfg
     overrides = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/overrides.yaml"))
@@ -83,8 +101,9 @@ def test_logged_model_loads_and_predicts(make_cfg, store):
     np.testing.assert_allclose(pyfunc_probs, keras_model.predict(pixels, verbose=0), rtol=1e-5)
     # The trained network inside it, fed as training fed it, gives the same answers.
     trained = keras_model.layers[-1]
-    np.testing.assert_allclose(pyfunc_probs, trained.predict(normalize_images(pixels, "standard"), verbose=0),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        pyfunc_probs, trained.predict(normalize_images(pixels, "standard"), verbose=0), atol=1e-5
+    )
     accuracy = np.mean(pyfunc_probs.argmax(axis=1) == test["y_test"])
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mnist_tracking.runtime.backend import BACKENDS
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.ml.data import NORMALIZATIONS
-from mnist_tracking.sweeps.space import swept_values
 from mnist_tracking.names import DIRECTIONS, OPTIMIZABLE_METRICS
+from mnist_tracking.runtime.backend import BACKENDS
+from mnist_tracking.sweeps.space import swept_values
 
 
 def _is_int(value: Any) -> bool:
@@ -33,7 +33,9 @@ def _fail(key: str, value: Any, valid: str) -> None:
 def _check_units(key: str, value: Any) -> None:
     units = [value] if _is_int(value) else value
     if isinstance(units, str) or not isinstance(units, Sequence) or not all(_is_int(u) and u >= 1 for u in units):
-        _fail(key, value, "use a whole number >= 1 (e.g. 64) or a list of them (e.g. [128,64]); [] means no hidden layer")
+        _fail(
+            key, value, "use a whole number >= 1 (e.g. 64) or a list of them (e.g. [128,64]); [] means no hidden layer"
+        )
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -72,7 +74,11 @@ def check_config(cfg: DictConfig) -> None:
     if not _is_int(every) or every < 0:
         _fail("trainer.checkpoint_every", every, "use a whole number of epochs >= 0 (0: no checkpoints), e.g. 1")
     resume = cfg.trainer.resume
-    if resume is not False and resume != "auto" and not (isinstance(resume, str) and re.fullmatch(r"[0-9a-f]{32}", resume)):
+    if (
+        resume is not False
+        and resume != "auto"
+        and not (isinstance(resume, str) and re.fullmatch(r"[0-9a-f]{32}", resume))
+    ):
         _fail("trainer.resume", resume, "use auto, false, or the 32-character id of a stopped run")
     eval_batch_size = cfg.trainer.eval_batch_size
     if not _is_int(eval_batch_size) or eval_batch_size < 1:
@@ -86,7 +92,12 @@ def check_config(cfg: DictConfig) -> None:
         _check_units("model.hidden_units", cfg.model.hidden_units)
     if "filters" in cfg.model:
         filters = cfg.model.filters
-        if isinstance(filters, str) or not isinstance(filters, Sequence) or not filters or not all(_is_int(f) and f >= 1 for f in filters):
+        if (
+            isinstance(filters, str)
+            or not isinstance(filters, Sequence)
+            or not filters
+            or not all(_is_int(f) and f >= 1 for f in filters)
+        ):
             _fail("model.filters", filters, "use a non-empty list of whole numbers >= 1, e.g. [32,64]")
     if "dropout" in cfg.model:
         dropout = cfg.model.dropout
@@ -94,8 +105,12 @@ def check_config(cfg: DictConfig) -> None:
             _fail("model.dropout", dropout, "use a fraction in [0, 1), e.g. 0.5")
     for name, entry in (cfg.get("callbacks") or {}).items():
         if not (isinstance(entry, Mapping) and isinstance(entry.get("_target_"), str)):
-            _fail(f"callbacks.{name}", entry, "give a Keras callback as a mapping with its class in _target_, e.g. "
-                  "{_target_: keras.callbacks.EarlyStopping, patience: 3}")
+            _fail(
+                f"callbacks.{name}",
+                entry,
+                "give a Keras callback as a mapping with its class in _target_, e.g. "
+                "{_target_: keras.callbacks.EarlyStopping, patience: 3}",
+            )
     metric = cfg.get("optimized_metric")
     if metric not in OPTIMIZABLE_METRICS:
         _fail("optimized_metric", metric, f"use one of {', '.join(OPTIMIZABLE_METRICS)}")
@@ -103,19 +118,29 @@ def check_config(cfg: DictConfig) -> None:
     if direction not in DIRECTIONS:
         _fail("optimized_direction", direction, f"use one of {', '.join(DIRECTIONS)}")
     if ("loss" in metric) != (direction == "minimize"):  # the best run would be the worst one
-        _fail("optimized_direction", direction,
-              f"optimized_metric={metric} is {'a loss' if 'loss' in metric else 'an accuracy'}: use optimized_direction="
-              f"{'minimize' if 'loss' in metric else 'maximize'}")
+        _fail(
+            "optimized_direction",
+            direction,
+            f"optimized_metric={metric} is {'a loss' if 'loss' in metric else 'an accuracy'}: use optimized_direction="
+            f"{'minimize' if 'loss' in metric else 'maximize'}",
+        )
 
 
 def check_sweep(config: DictConfig) -> None:
     """Raises ConfigError for a multirun setting that cannot work (before the sweep's parent run opens)."""
     if "backend" in swept_values(config):
-        _fail("backend", swept_values(config)["backend"],
-              "a multirun cannot sweep it: its jobs may share a process, and Keras cannot switch backends in a "
-              "process. Run one sweep per backend (e.g. backend=jax -m model=dense,mlp64)")
+        _fail(
+            "backend",
+            swept_values(config)["backend"],
+            "a multirun cannot sweep it: its jobs may share a process, and Keras cannot switch backends in a "
+            "process. Run one sweep per backend (e.g. backend=jax -m model=dense,mlp64)",
+        )
     storage = config.hydra.sweeper.get("storage")
     if storage is not None:
-        _fail("hydra.sweeper.storage", storage, "leave it null: optuna 2.10 (what hydra-optuna-sweeper 1.3 allows) "
-              "cannot create a study in an RDB storage with SQLAlchemy 2, which MLflow needs; a stopped search "
-              "continues from its MLflow runs instead (sweep.resume)")
+        _fail(
+            "hydra.sweeper.storage",
+            storage,
+            "leave it null: optuna 2.10 (what hydra-optuna-sweeper 1.3 allows) "
+            "cannot create a study in an RDB storage with SQLAlchemy 2, which MLflow needs; a stopped search "
+            "continues from its MLflow runs instead (sweep.resume)",
+        )

@@ -13,8 +13,11 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 def config_groups(conf_dir: Path = CONF_DIR) -> str:
     """One line per config group of this project, with its options (Hydra's own groups left out)."""
-    return "".join(f"{group.name}: {', '.join(sorted(option.stem for option in group.glob('*.yaml')))}\n"
-                   for group in sorted(conf_dir.iterdir()) if group.is_dir() and group.name != "hydra")
+    return "".join(
+        f"{group.name}: {', '.join(sorted(option.stem for option in group.glob('*.yaml')))}\n"
+        for group in sorted(conf_dir.iterdir())
+        if group.is_dir() and group.name != "hydra"
+    )
 
 
 def render_help(overrides: list[str]) -> str:
@@ -24,5 +27,4 @@ def render_help(overrides: list[str]) -> str:
     template = cfg.hydra.help.template
     with open_dict(cfg):
         del cfg["hydra"]
-    return string.Template(template).safe_substitute(APP_CONFIG_GROUPS=config_groups(),
-                                                     CONFIG=OmegaConf.to_yaml(cfg))
+    return string.Template(template).safe_substitute(APP_CONFIG_GROUPS=config_groups(), CONFIG=OmegaConf.to_yaml(cfg))

@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from types import FrameType
+from typing import Any
 
 import keras
 from hydra.utils import instantiate
@@ -18,14 +20,28 @@ def from_config(callbacks: Mapping[str, object] | None) -> list[keras.callbacks.
     """The Keras callbacks a `callbacks` config names, one per entry with a `_target_` (as lightning-hydra-template
     instantiates its callbacks): `callbacks=early_stopping`, or `+callbacks.<name>._target_=...` on the command
     line."""
-    return [instantiate(entry, _convert_="all") for entry in (callbacks or {}).values()
-            if isinstance(entry, Mapping) and "_target_" in entry]
+    return [
+        instantiate(entry, _convert_="all")
+        for entry in (callbacks or {}).values()
+        if isinstance(entry, Mapping) and "_target_" in entry
+    ]
+
+
+def around(
+    recorder: keras.callbacks.Callback, configured: Mapping[str, object] | None, epochs: int
+) -> list[keras.callbacks.Callback]:
+    """A run's callbacks in order: the config's (which may add to an epoch's logs), then the `recorder`, which
+    records those logs, then a log line per epoch."""
+    return [*from_config(configured), recorder, epoch_logger(epochs)]
 
 
 def epoch_logger(epochs: int) -> keras.callbacks.Callback:
     """A callback that logs one line per epoch with every metric (the job's log file has no progress bar)."""
-    return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log.info(
-        "epoch %d/%d: %s", epoch + 1, epochs, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())))
+    return keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: log.info(
+            "epoch %d/%d: %s", epoch + 1, epochs, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+        )
+    )
 
 
 class KeepInterrupts(keras.callbacks.Callback):
@@ -39,7 +55,8 @@ class KeepInterrupts(keras.callbacks.Callback):
     def __init__(self) -> None:
         super().__init__()
         self.pending: int | None = None
-        self._previous: dict[int, object] = {}
+        # What `signal.signal` returns and takes: a handler, SIG_DFL/SIG_IGN, or None (one not set from Python).
+        self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | signal.Handlers | None] = {}
 
     def __enter__(self) -> KeepInterrupts:
         if threading.current_thread() is threading.main_thread():

@@ -51,8 +51,11 @@ class Dataset:
 
     def splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """(images, labels) by MLflow dataset context: training, validation, testing."""
-        return {"training": (self.x_train, self.y_train), "validation": (self.x_val, self.y_val),
-                "testing": (self.x_test, self.y_test)}
+        return {
+            "training": (self.x_train, self.y_train),
+            "validation": (self.x_val, self.y_val),
+            "testing": (self.x_test, self.y_test),
+        }
 
 
 def scale_offset(normalization: str, max_value: int, mean: float, std: float) -> tuple[float, float]:
@@ -75,13 +78,33 @@ def normalize(x: np.ndarray, normalization: str, max_value: int, mean: float, st
     return out
 
 
-def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
-                num_classes: int, max_value: int, mean: float, std: float, normalization: str, batch_size: int,
-                validation_split: float, limit_train: int | None, limit_test: int | None, source: str) -> Dataset:
+def from_arrays(
+    name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    num_classes: int,
+    max_value: int,
+    mean: float,
+    std: float,
+    normalization: str,
+    batch_size: int,
+    validation_split: float,
+    limit_train: int | None,
+    limit_test: int | None,
+    source: str,
+) -> Dataset:
     """A `Dataset` from raw images (integers 0 to `max_value`) and integer labels: the first `limit_train`
     training and `limit_test` test images, normalized, labels one-hot, and the last `validation_split` of the
     training images held out, as Keras's `fit(validation_split=...)` does before any shuffling."""
-    x_train, y_train, x_test, y_test = x_train[:limit_train], y_train[:limit_train], x_test[:limit_test], y_test[:limit_test]
+    x_train, y_train, x_test, y_test = (
+        x_train[:limit_train],
+        y_train[:limit_train],
+        x_test[:limit_test],
+        y_test[:limit_test],
+    )
     n_train = int(len(x_train) * (1 - validation_split))
     if n_train < 1 or n_train == len(x_train):
         raise ConfigError(
@@ -89,15 +112,28 @@ def from_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.
             f"and {len(x_train) - n_train} for validation; both need at least one (raise data.limit_train or change the split)."
         )
     log.info("%s: %d train, %d validation, %d test images", name, n_train, len(x_train) - n_train, len(x_test))
-    digests = {"training": _digest(x_train[:n_train], y_train[:n_train], normalization),
-               "validation": _digest(x_train[n_train:], y_train[n_train:], normalization),
-               "testing": _digest(x_test, y_test, normalization)}
+    digests = {
+        "training": _digest(x_train[:n_train], y_train[:n_train], normalization),
+        "validation": _digest(x_train[n_train:], y_train[n_train:], normalization),
+        "testing": _digest(x_test, y_test, normalization),
+    }
     images = normalize(x_train, normalization, max_value, mean, std)
     labels = np.eye(num_classes, dtype=np.float32)[y_train]
-    return Dataset(name, images[:n_train], labels[:n_train], images[n_train:], labels[n_train:],
-                   normalize(x_test, normalization, max_value, mean, std), np.eye(num_classes, dtype=np.float32)[y_test],
-                   num_classes, max_value, *scale_offset(normalization, max_value, mean, std), batch_size, source,
-                   digests)
+    return Dataset(
+        name,
+        images[:n_train],
+        labels[:n_train],
+        images[n_train:],
+        labels[n_train:],
+        normalize(x_test, normalization, max_value, mean, std),
+        np.eye(num_classes, dtype=np.float32)[y_test],
+        num_classes,
+        max_value,
+        *scale_offset(normalization, max_value, mean, std),
+        batch_size,
+        source,
+        digests,
+    )
 
 
 def _aligned_empty(shape: tuple[int, ...], dtype: type, alignment: int = 64) -> np.ndarray:
@@ -106,7 +142,7 @@ def _aligned_empty(shape: tuple[int, ...], dtype: type, alignment: int = 64) -> 
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     raw = np.empty(nbytes + alignment, np.uint8)
     start = -raw.ctypes.data % alignment
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
 def _digest(x: np.ndarray, y: np.ndarray, normalization: str) -> str:
@@ -131,6 +167,8 @@ def load_dataset(config: object) -> Dataset:
             raise exc.__cause__ from None
         raise
     if not isinstance(data, Dataset):
-        raise ConfigError(f"data._target_={config.get('_target_')!r} is invalid: it returned a "  # type: ignore[attr-defined]
-                          f"{type(data).__name__}; a dataset builder returns mnist_tracking.ml.data.Dataset.")
+        raise ConfigError(
+            f"data._target_={config.get('_target_')!r} is invalid: it returned a "  # type: ignore[attr-defined]
+            f"{type(data).__name__}; a dataset builder returns mnist_tracking.ml.data.Dataset."
+        )
     return data

@@ -9,7 +9,6 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # pyplot-free: no global figure state, no display needed
 
-
 # A run's own figures are laid out by hand: Matplotlib's constrained layout measured every label again at each draw,
 # 0.76 s against 0.47 s for the three of them, most of a run's end (the sweep's figures keep it, for their legends).
 
@@ -25,8 +24,9 @@ def _per_epoch(ax: Axes, curves: Mapping[str, Sequence[float]], metric: str, tit
     ax.set(title=title, xlabel="epoch", ylabel=metric)
     ax.grid(alpha=0.3)
     if len(ax.lines) > MAX_LEGEND:
-        ax.set_title(f"{title}\n{len(ax.lines)} curves, unlabeled: the sweep's summary table names each job",
-                     fontsize="medium")
+        ax.set_title(
+            f"{title}\n{len(ax.lines)} curves, unlabeled: the sweep's summary table names each job", fontsize="medium"
+        )
     elif ax.lines:
         ax.legend(**legend)
 
@@ -36,8 +36,9 @@ def learning_curves(history: Mapping[str, Sequence[float]]) -> Figure:
     fig = Figure(figsize=(10, 4))
     axes = fig.subplots(1, 2, gridspec_kw=dict(left=0.07, right=0.98, bottom=0.13, top=0.92, wspace=0.22))
     for ax, metric in zip(axes, ("accuracy", "loss")):
-        curves = {label: history[key] for key, label in ((metric, "train"), (f"val_{metric}", "validation"))
-                  if key in history}
+        curves = {
+            label: history[key] for key, label in ((metric, "train"), (f"val_{metric}", "validation")) if key in history
+        }
         _per_epoch(ax, curves, metric, metric)
     return fig
 
@@ -53,10 +54,11 @@ def seed_bands(bands: Mapping[str, tuple[Sequence[float], Sequence[float]]], met
     """Each seed group's mean curve of `metric` per epoch, with a band of ± one std across its seeds."""
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
-    _per_epoch(ax, {label: mean for label, (mean, _) in bands.items()}, f"{metric} (mean ± std over seeds)", title,
-               fontsize=8)
-    for line, (mean, std) in zip(ax.lines, (band for band in bands.values() if len(band[0]))):
-        epochs, mean, std = np.arange(1, len(mean) + 1), np.asarray(mean), np.asarray(std)
+    _per_epoch(
+        ax, {label: mean for label, (mean, _) in bands.items()}, f"{metric} (mean ± std over seeds)", title, fontsize=8
+    )
+    for line, (band_mean, band_std) in zip(ax.lines, (band for band in bands.values() if len(band[0]))):
+        epochs, mean, std = np.arange(1, len(band_mean) + 1), np.asarray(band_mean), np.asarray(band_std)
         ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
     return fig
 
@@ -75,12 +77,20 @@ def misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndar
     ax = fig.add_axes((0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # the digits fill it; 0.4 in on top for the title
     for n, i in enumerate(wrong):
         top, left = (n // cols) * (size + gap) + gap, (n % cols) * (size + 4) + 2
-        tiles[top:top + size, left:left + size] = images[i]
-        ax.text(left + size / 2, top - 1, f"true {labels[i]} → pred {predicted[i]}\np={probabilities[i, predicted[i]]:.2f}",
-                ha="center", va="bottom", fontsize=9)
+        tiles[top : top + size, left : left + size] = images[i]
+        ax.text(
+            left + size / 2,
+            top - 1,
+            f"true {labels[i]} → pred {predicted[i]}\np={probabilities[i, predicted[i]]:.2f}",
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
     ax.imshow(tiles, cmap="gray_r", interpolation="nearest")
     ax.axis("off")
-    fig.suptitle(f"{np.count_nonzero(predicted != labels)} of {len(labels)} test digits misclassified (first {len(wrong)} shown)")
+    fig.suptitle(
+        f"{np.count_nonzero(predicted != labels)} of {len(labels)} test digits misclassified (first {len(wrong)} shown)"
+    )
     return fig
 
 
@@ -93,8 +103,14 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     image = ax.imshow(counts, cmap="Blues")
     fig.colorbar(image, ax=ax)
     for (row, col), n in np.ndenumerate(counts):
-        ax.text(col, row, str(n), ha="center", va="center", fontsize=7,
-                color="white" if n > counts.max() / 2 else "black")
-    ax.set(xlabel="predicted", ylabel="true", xticks=range(num_classes), yticks=range(num_classes),
-           title=f"Confusion matrix (accuracy {np.trace(counts) / counts.sum():.4f})")
+        ax.text(
+            col, row, str(n), ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black"
+        )
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        xticks=range(num_classes),
+        yticks=range(num_classes),
+        title=f"Confusion matrix (accuracy {np.trace(counts) / counts.sum():.4f})",
+    )
     return fig

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from typing import Protocol
 
 import keras
 
@@ -19,29 +20,54 @@ from mnist_tracking.ml.pipeline import training_batches
 def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, data: Dataset, fast: bool) -> None:
     """Categorical cross-entropy and accuracy; `fast`: a whole epoch per call (TensorFlow runs that many steps in
     one call by itself; on JAX `fit` fuses them)."""
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"],
-                  steps_per_execution=steps_per_epoch(data) if fast else 1)
+    model.compile(
+        optimizer=optimizer,
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_epoch(data) if fast else 1,
+    )
 
 
 def steps_per_epoch(data: Dataset) -> int:
     return math.ceil(len(data.x_train) / data.batch_size)
 
 
-def fit(model: keras.Model, data: Dataset, *, epochs: int, seed: int, fast: bool, eval_batch_size: int,
-        first_epoch: int = 0, callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
-    """Trains `model` from `first_epoch` to `epochs` on `data`'s training set, validating on its validation set.
+class Trainer(Protocol):
+    """What `fit` reads of the `trainer` config (conf/trainer/default.yaml)."""
+
+    epochs: int
+    fast: bool
+    eval_batch_size: int
+
+
+def fit(
+    model: keras.Model,
+    data: Dataset,
+    trainer: Trainer,
+    seed: int,
+    first_epoch: int = 0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> None:
+    """Trains `model` from `first_epoch` to `trainer.epochs` on `data`'s training set, validating on its validation
+    set; with `trainer.fast`, one compiled call per epoch (validation in `trainer.eval_batch_size` batches).
 
     A non-finite loss stops the fit (TerminateOnNaN); a Ctrl-C or SIGTERM that Keras swallowed is raised again.
     """
-    batches = training_batches(data.x_train, data.y_train, data.batch_size, seed, first_epoch, epochs)
-    if fast and keras.backend.backend() == "jax":
+    batches = training_batches(data.x_train, data.y_train, data.batch_size, seed, first_epoch, trainer.epochs)
+    if trainer.fast and keras.backend.backend() == "jax":
         fuse_epochs(model, batches)
     with KeepInterrupts() as interrupts:
-        model.fit(batches, steps_per_epoch=steps_per_epoch(data), initial_epoch=first_epoch, epochs=epochs,
-                  shuffle=False, validation_data=(data.x_val, data.y_val),
-                  validation_batch_size=eval_batch_size if fast else None,
-                  callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks, interrupts],
-                  verbose=1 if sys.stdout.isatty() else 0)  # Keras's bar on a terminal; the log line always
+        model.fit(
+            batches,
+            steps_per_epoch=steps_per_epoch(data),
+            initial_epoch=first_epoch,
+            epochs=trainer.epochs,
+            shuffle=False,
+            validation_data=(data.x_val, data.y_val),
+            validation_batch_size=trainer.eval_batch_size if trainer.fast else None,
+            callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks, interrupts],
+            verbose=1 if sys.stdout.isatty() else 0,
+        )  # Keras's bar on a terminal; the log line always
 
 
 def raise_if_diverged(history: dict[str, list[float]]) -> None:

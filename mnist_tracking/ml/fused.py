@@ -21,8 +21,10 @@ def fuse_epochs(model: keras.Model, batches: EpochBatches) -> None:
     import jax
 
     if keras.backend.backend() != "jax" or model.steps_per_execution != len(batches):
-        raise ValueError(f"fuse_epochs needs the JAX backend and steps_per_execution={len(batches)} (one call an "
-                         f"epoch); got {keras.backend.backend()} and {model.steps_per_execution}")
+        raise ValueError(
+            f"fuse_epochs needs the JAX backend and steps_per_execution={len(batches)} (one call an "
+            f"epoch); got {keras.backend.backend()} and {model.steps_per_execution}"
+        )
     # On device once per fit; XLA on CPU uses a 64-byte-aligned array in place (see data.py), without a copy. Each
     # image as one row: XLA gathers whole rows faster than (28, 28) blocks (mlp64 ~10% an epoch; dense the same).
     shape = batches.x.shape[1:]

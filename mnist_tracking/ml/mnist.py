@@ -26,8 +26,14 @@ ARRAYS = {  # name -> (shape after the first axis, dtype), Keras's mnist.npz lay
 }
 
 
-def mnist(path: str | None = None, normalization: str = "standard", batch_size: int = 32,
-          validation_split: float = 0.25, limit_train: int | None = None, limit_test: int | None = None) -> Dataset:
+def mnist(
+    path: str | None = None,
+    normalization: str = "standard",
+    batch_size: int = 32,
+    validation_split: float = 0.25,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+) -> Dataset:
     """MNIST's 60,000 training and 10,000 test digits (28x28, 0-255), the last `validation_split` of the
     (limited) training set held out.
 
@@ -47,8 +53,14 @@ def mnist(path: str | None = None, normalization: str = "standard", batch_size: 
     return data
 
 
-def load_mnist(path: str | None, normalization: str, validation_split: float, limit_train: int | None,
-               limit_test: int | None, batch_size: int = 32) -> Dataset:
+def load_mnist(
+    path: str | None,
+    normalization: str,
+    validation_split: float,
+    limit_train: int | None,
+    limit_test: int | None,
+    batch_size: int = 32,
+) -> Dataset:
     """`mnist`, its arguments in the order the tests and benchmark give them."""
     return mnist(path, normalization, batch_size, validation_split, limit_train, limit_test)
 
@@ -67,14 +79,33 @@ def _load_version(file: str, version: tuple[int, int], *args: object) -> Dataset
     return data
 
 
-def _load(path: str | None, normalization: str, batch_size: int, validation_split: float, limit_train: int | None,
-          limit_test: int | None) -> Dataset:
+def _load(
+    path: str | None,
+    normalization: str,
+    batch_size: int,
+    validation_split: float,
+    limit_train: int | None,
+    limit_test: int | None,
+) -> Dataset:
     arrays = _read_keras_cache() if path is None else _read_npz(Path(path).expanduser())
     source = str(Path(path).expanduser().resolve()) if path else str(_keras_cache_file())
-    return from_arrays("mnist", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                       num_classes=NUM_CLASSES, max_value=255, mean=MNIST_MEAN, std=MNIST_STD,
-                       normalization=normalization, batch_size=batch_size, validation_split=validation_split,
-                       limit_train=limit_train, limit_test=limit_test, source=source)
+    return from_arrays(
+        "mnist",
+        arrays["x_train"],
+        arrays["y_train"],
+        arrays["x_test"],
+        arrays["y_test"],
+        num_classes=NUM_CLASSES,
+        max_value=255,
+        mean=MNIST_MEAN,
+        std=MNIST_STD,
+        normalization=normalization,
+        batch_size=batch_size,
+        validation_split=validation_split,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        source=source,
+    )
 
 
 def _read_keras_cache() -> dict[str, np.ndarray]:
@@ -100,25 +131,39 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Reads and checks a local mnist.npz; raises ConfigError naming data.path on any problem."""
     layout = "Keras's mnist.npz layout (x_train/x_test: (n, 28, 28) uint8, y_train/y_test: (n,) uint8 labels 0-9)"
     if not path.is_file():
-        raise ConfigError(f"data.path={str(path)!r} is invalid: no such file; give a local mnist.npz in {layout}, or null for Keras's cache.")
+        raise ConfigError(
+            f"data.path={str(path)!r} is invalid: no such file; give a local mnist.npz in {layout}, or null for Keras's cache."
+        )
     if path.suffix != ".npz" or not zipfile.is_zipfile(path):
-        raise ConfigError(f"data.path={str(path)!r} is invalid: not an .npz archive; give a local mnist.npz in {layout}.")
+        raise ConfigError(
+            f"data.path={str(path)!r} is invalid: not an .npz archive; give a local mnist.npz in {layout}."
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = sorted(set(ARRAYS) - set(npz.files))
             if missing:
-                raise ConfigError(f"data.path={str(path)!r} is invalid: it lacks {missing} (has {sorted(npz.files)}); expected {layout}.")
+                raise ConfigError(
+                    f"data.path={str(path)!r} is invalid: it lacks {missing} (has {sorted(npz.files)}); expected {layout}."
+                )
             arrays = {name: npz[name] for name in ARRAYS}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"data.path={str(path)!r} is invalid: cannot read it as .npz ({exc}); expected {layout}.") from exc
+        raise ConfigError(
+            f"data.path={str(path)!r} is invalid: cannot read it as .npz ({exc}); expected {layout}."
+        ) from exc
     for name, (shape, dtype) in ARRAYS.items():
         a = arrays[name]
         if a.ndim != 1 + len(shape) or a.shape[1:] != shape or a.dtype != dtype:
-            raise ConfigError(f"data.path={str(path)!r} is invalid: {name} is {a.dtype}{list(a.shape)}, expected {np.dtype(dtype)}[n, {', '.join(map(str, shape))}] in {layout}.".replace(", ]", "]"))
+            raise ConfigError(
+                f"data.path={str(path)!r} is invalid: {name} is {a.dtype}{list(a.shape)}, expected {np.dtype(dtype)}[n, {', '.join(map(str, shape))}] in {layout}.".replace(
+                    ", ]", "]"
+                )
+            )
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if len(x) != len(y) or len(y) == 0 or y.max() >= NUM_CLASSES:
-            raise ConfigError(f"data.path={str(path)!r} is invalid: x_{split} has {len(x)} images and y_{split} {len(y)} labels (max {y.max() if len(y) else None}); expected equal non-zero counts and labels 0-9.")
+            raise ConfigError(
+                f"data.path={str(path)!r} is invalid: x_{split} has {len(x)} images and y_{split} {len(y)} labels (max {y.max() if len(y) else None}); expected equal non-zero counts and labels 0-9."
+            )
     return arrays

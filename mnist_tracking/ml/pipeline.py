@@ -20,13 +20,16 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, f
         return EpochBatches(x, y, batch_size, seed, first_epoch)
     import tensorflow as tf
 
-    orders = np.array([epoch_order(seed, epoch, len(x)) for epoch in range(first_epoch, epochs)],
-                      dtype=np.int64).reshape(-1, len(x))
+    orders = np.array(
+        [epoch_order(seed, epoch, len(x)) for epoch in range(first_epoch, epochs)], dtype=np.int64
+    ).reshape(-1, len(x))
     x, y = tf.constant(x), tf.constant(y)
-    return (tf.data.Dataset.from_tensor_slices(orders)
-            .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-            .map(lambda idx: (tf.gather(x, idx), tf.gather(y, idx)), num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        tf.data.Dataset.from_tensor_slices(orders)
+        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+        .map(lambda idx: (tf.gather(x, idx), tf.gather(y, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -41,7 +44,7 @@ class EpochBatches(keras.utils.PyDataset):
         return -(-len(self.x) // self.batch_size)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         return self.x[idx], self.y[idx]
 
     def on_epoch_end(self) -> None:

@@ -12,8 +12,8 @@ import logging
 import os
 import sys
 
-from mnist_tracking.runtime import cache, speedups
 from mnist_tracking.errors import ConfigError
+from mnist_tracking.runtime import cache, speedups
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,16 @@ def use_backend(name: str, threads: int | None) -> None:
     cores for its ops (None: every core)."""
     if importlib.util.find_spec(name) is None:
         other = next(b for b in BACKENDS if b != name)
-        raise ConfigError(f"backend={name!r} is invalid here: {name} is not installed. Install it "
-                          f"(pip install -e '.[{name}]'), or use backend={other}.")
+        raise ConfigError(
+            f"backend={name!r} is invalid here: {name} is not installed. Install it "
+            f"(pip install -e '.[{name}]'), or use backend={other}."
+        )
     loaded = current_backend()
     if loaded is not None and loaded != name:
         raise ConfigError(
             f"backend={name!r} is invalid here: this process already runs Keras on {loaded!r}, and a process "
-            f"cannot switch. Run it in a new process, or use backend={loaded} (the jobs of one multirun share one).")
+            f"cannot switch. Run it in a new process, or use backend={loaded} (the jobs of one multirun share one)."
+        )
     if loaded is None:
         os.environ["KERAS_BACKEND"] = name
         if name == "jax" and speedups.on("compilation_cache"):
@@ -66,8 +69,9 @@ def _limit_threads(name: str, threads: int) -> None:
         if "jax" in sys.modules:  # XLA reads its flags when its CPU client starts: a reused worker keeps its own
             return
         flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = (f"{flags} --xla_cpu_multi_thread_eigen=false "
-                                   f"intra_op_parallelism_threads={threads}").strip()
+        os.environ["XLA_FLAGS"] = (
+            f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
+        ).strip()
     else:
         import tensorflow as tf
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
-import shlex
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_tracking.names import COMMAND_TAG, GIT_COMMIT_TAG
 from mnist_tracking.runtime.redaction import redact_text
 
 log = logging.getLogger(__name__)

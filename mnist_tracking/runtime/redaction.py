@@ -19,8 +19,9 @@ SECRET_NAME = re.compile(r"password|passwd|token|secret|key", re.IGNORECASE)
 SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD")
 _URI_CREDENTIALS = re.compile(r"(://[^/:@\s'\"]+):[^@\s'\"]*@")
 # `name=value` where the name's last part is secret-like, as in Hydra overrides and run names.
-_SECRET_ASSIGNMENT = re.compile(r"((?:^|(?<=[\s,'\"]))[\w.+~]*(?:password|passwd|token|secret|key)\w*=)[^,\s'\"]+",
-                                re.IGNORECASE)
+_SECRET_ASSIGNMENT = re.compile(
+    r"((?:^|(?<=[\s,'\"]))[\w.+~]*(?:password|passwd|token|secret|key)\w*=)[^,\s'\"]+", re.IGNORECASE
+)
 
 
 def is_secret_name(key: str) -> bool:

@@ -39,7 +39,7 @@ def enabled() -> frozenset[str]:
     """The speed-ups `MNIST_TRACKING_SPEEDUPS` leaves on (read once per process)."""
     words = [w.strip() for w in os.environ.get(SWITCH, "all").split(",") if w.strip()]
     on = set(SPEEDUPS) if not words or words[0] in ("1", "all") else set()
-    for word in words[1 if words and words[0] in ("0", "1", "all", "none") else 0:]:
+    for word in words[1 if words and words[0] in ("0", "1", "all", "none") else 0 :]:
         name = word.lstrip("+-")
         if name not in SPEEDUPS:
             log.warning("%s: unknown speed-up %r ignored; known: %s", SWITCH, name, ", ".join(SPEEDUPS))
@@ -135,8 +135,12 @@ def exit_without_teardown() -> None:
     (logging's flush, MLflow's, Ray's and joblib's shutdown). Returns (a normal exit follows) when it is off,
     while a thread still runs (a normal exit waits for it), or under a profiler or debugger."""
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if not on("fast_exit") or sys.getprofile() or sys.gettrace() or any(
-            thread is not threading.main_thread() and not thread.daemon for thread in threading.enumerate()):
+    if (
+        not on("fast_exit")
+        or sys.getprofile()
+        or sys.gettrace()
+        or any(thread is not threading.main_thread() and not thread.daemon for thread in threading.enumerate())
+    ):
         return
     if run_exit_handlers is None:
         log.warning("Speed-up fast_exit is unavailable with this Python; going on without it")
@@ -154,8 +158,9 @@ def system_metrics_monitor(tracking_uri: str, run_id: str, interval: float, resu
     try:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, resume_logging=resumed,
-                                       tracking_uri=tracking_uri)
+        monitor = SystemMetricsMonitor(
+            run_id, sampling_interval=interval, resume_logging=resumed, tracking_uri=tracking_uri
+        )
     except Exception:
         log.exception("Could not start system metrics for run %s; the run goes on without them", run_id)
         return None

@@ -15,21 +15,39 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, open_dict, read_write
 
-from mnist_tracking import report
-from mnist_tracking.ml import figures
-from mnist_tracking.tracking import store
 from mnist_tracking.config.checks import check_sweep
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.tracking.identity import source_tags, sweep_hash
-from mnist_tracking.names import (LAUNCHER_TAG, SWEEPER_TAG, ATTEMPTS_TAG, BEST_RUN_TAG, BEST_VALUE_TAG_PREFIX, CHAMPION_ALIAS, CHAMPION_TAG, CURVES,
-                                  FAILED_JOBS_TAG, JOBS_PARAM, OPTIMIZED_DIRECTION_TAG, OPTIMIZED_METRIC_TAG,
-                                  PARENT_RUN_TAG, PROMOTED_TAG, PROMOTION_REASON_TAG, REGISTERED_MODEL_TAG, SWEEP_HASH_TAG,
-                                  SWEEP_TAG, SWEPT_KEYS_TAG, SWEPT_PARAM_PREFIX)
+from mnist_tracking.ml import figures
+from mnist_tracking.names import (
+    ATTEMPTS_TAG,
+    BEST_RUN_TAG,
+    BEST_VALUE_TAG_PREFIX,
+    CHAMPION_ALIAS,
+    CHAMPION_TAG,
+    CURVES,
+    FAILED_JOBS_TAG,
+    JOBS_PARAM,
+    LAUNCHER_TAG,
+    OPTIMIZED_DIRECTION_TAG,
+    OPTIMIZED_METRIC_TAG,
+    PARENT_RUN_TAG,
+    PROMOTED_TAG,
+    PROMOTION_REASON_TAG,
+    REGISTERED_MODEL_TAG,
+    SWEEP_HASH_TAG,
+    SWEEP_TAG,
+    SWEEPER_TAG,
+    SWEPT_KEYS_TAG,
+    SWEPT_PARAM_PREFIX,
+)
 from mnist_tracking.runtime.redaction import redact, redact_text
+from mnist_tracking.sweeps import report
+from mnist_tracking.sweeps.space import swept_values
+from mnist_tracking.tracking import store
+from mnist_tracking.tracking.identity import source_tags, sweep_hash
 from mnist_tracking.tracking.registry import promote_if_better, register_run_model
 from mnist_tracking.tracking.resume import claim_sweep, owner_tags
 from mnist_tracking.tracking.run import SigtermAsInterrupt
-from mnist_tracking.sweeps.space import swept_values
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +91,13 @@ class MlflowSweepCallback(Callback):
         mlflow.set_tracking_uri(self.tracking_uri)
         swept = redact(swept_values(config))
         tags = {
-            **source_tags(launch_dir, sys.argv[1:], one_job=False), SWEEP_TAG: "true",
-            SWEPT_KEYS_TAG: json.dumps(list(swept)), OPTIMIZED_METRIC_TAG: config.optimized_metric,
+            **source_tags(launch_dir, sys.argv[1:], one_job=False),
+            SWEEP_TAG: "true",
+            SWEPT_KEYS_TAG: json.dumps(list(swept)),
+            OPTIMIZED_METRIC_TAG: config.optimized_metric,
             OPTIMIZED_DIRECTION_TAG: config.optimized_direction,
-            SWEEPER_TAG: config.hydra.sweeper._target_, LAUNCHER_TAG: config.hydra.launcher._target_,
+            SWEEPER_TAG: config.hydra.sweeper._target_,
+            LAUNCHER_TAG: config.hydra.launcher._target_,
         }
         client = mlflow.MlflowClient(self.tracking_uri)
         name = " ".join(["sweep", *(f"{k}={v}" for k, v in swept.items())])
@@ -91,74 +112,103 @@ class MlflowSweepCallback(Callback):
         # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed.
         atexit.register(self._close_at_exit)
         self._sigterm.install()
-        client.log_batch(self.parent_run_id, params=[mlflow.entities.Param(f"{SWEPT_PARAM_PREFIX}{k}", v[:6000])
-                                                     for k, v in swept.items()])
+        client.log_batch(
+            self.parent_run_id,
+            params=[mlflow.entities.Param(f"{SWEPT_PARAM_PREFIX}{k}", v[:6000]) for k, v in swept.items()],
+        )
         # Jobs get both through their own config, which launchers ship to other processes and machines.
         with read_write(config.hydra.overrides), open_dict(config.hydra.overrides):
             config.hydra.overrides.hydra.append(f"mlflow.parent_run_id={self.parent_run_id}")
             if not config.mlflow.tracking_uri:  # the resolved default or $MLFLOW_TRACKING_URI of this shell
                 config.hydra.overrides.hydra.append(
-                    f"++hydra.job.env_set.MLFLOW_TRACKING_URI={_quoted(self.tracking_uri)}")
+                    f"++hydra.job.env_set.MLFLOW_TRACKING_URI={_quoted(self.tracking_uri)}"
+                )
         log.info("Sweep parent run %s in %s", self.parent_run_id, redact_text(self.tracking_uri))
+
+    @property
+    def _parent_run_id(self) -> str:
+        """The sweep's parent run: `on_multirun_start` opens it (or stops the sweep)."""
+        assert self.parent_run_id is not None, "on_multirun_start has not opened the parent run"
+        return self.parent_run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         client = mlflow.MlflowClient(self.tracking_uri)
+        parent_run_id = self._parent_run_id
         self._end_running_children(client, RunStatus.FAILED)  # a job whose worker died could not end its run
-        sweep = report.build_report(client, self.parent_run_id)
+        sweep = report.build_report(client, parent_run_id)
         table = sweep.table
-        if client.get_run(self.parent_run_id).data.params.get(JOBS_PARAM, str(len(table))) == str(len(table)):
-            client.log_param(self.parent_run_id, JOBS_PARAM, len(table))  # a continued sweep may have logged it
+        if client.get_run(parent_run_id).data.params.get(JOBS_PARAM, str(len(table))) == str(len(table)):
+            client.log_param(parent_run_id, JOBS_PARAM, len(table))  # a continued sweep may have logged it
         failed = table[table["status"] != "FINISHED"]
-        client.log_table(self.parent_run_id, data=table, artifact_file="sweep/summary.json")
-        client.log_text(self.parent_run_id, table.to_csv(index=False), "sweep/summary.csv")
+        client.log_table(parent_run_id, data=table, artifact_file="sweep/summary.json")
+        client.log_text(parent_run_id, table.to_csv(index=False), "sweep/summary.csv")
         for metric in CURVES:
             figure = figures.sweep_curves(sweep.curves[metric], metric, f"{metric} per epoch, every job")
-            client.log_figure(self.parent_run_id, figure, f"sweep/{metric}.png")
+            client.log_figure(parent_run_id, figure, f"sweep/{metric}.png")
         if sweep.groups is not None:  # the sweep varies seed: the jobs that differ only in it, as one row
-            client.log_table(self.parent_run_id, data=sweep.groups, artifact_file="sweep/groups.json")
-            client.log_text(self.parent_run_id, sweep.groups.to_csv(index=False), "sweep/groups.csv")
+            client.log_table(parent_run_id, data=sweep.groups, artifact_file="sweep/groups.json")
+            client.log_text(parent_run_id, sweep.groups.to_csv(index=False), "sweep/groups.csv")
+            assert sweep.bands is not None, "build_report sets bands with groups"
             for metric in CURVES:
                 figure = figures.seed_bands(sweep.bands[metric], metric, f"{metric} per epoch, mean ± std over seeds")
-                client.log_figure(self.parent_run_id, figure, f"sweep/{metric}_by_seed_group.png")
+                client.log_figure(parent_run_id, figure, f"sweep/{metric}_by_seed_group.png")
         if len(failed):
-            client.set_tag(self.parent_run_id, FAILED_JOBS_TAG, json.dumps(failed["run_id"].tolist()))
+            client.set_tag(parent_run_id, FAILED_JOBS_TAG, json.dumps(failed["run_id"].tolist()))
         best = sweep.best
         if best is not None:
             self._record_best(client, config, best, report.swept_keys(sweep.parent))
         status = RunStatus.FAILED if len(failed) else RunStatus.FINISHED
         self._close(status)
         self._sigterm.restore()
-        log.info("Sweep %s: %d jobs, %d failed; best run %s", self.parent_run_id, len(table), len(failed),
-                 None if best is None else best["run_id"])
+        log.info(
+            "Sweep %s: %d jobs, %d failed; best run %s",
+            parent_run_id,
+            len(table),
+            len(failed),
+            None if best is None else best["run_id"],
+        )
         if len(failed):
-            log.error("%d of %d sweep jobs failed (runs %s); the report on parent run %s covers the others.",
-                      len(failed), len(table), ", ".join(failed["run_id"]), self.parent_run_id)
+            log.error(
+                "%d of %d sweep jobs failed (runs %s); the report on parent run %s covers the others.",
+                len(failed),
+                len(table),
+                ", ".join(failed["run_id"]),
+                parent_run_id,
+            )
             # Hydra turns a callback's exceptions into warnings; the sweep's exit status must still say it failed.
             raise SystemExit(1)
 
     def _record_best(self, client: mlflow.MlflowClient, config: DictConfig, best: Any, keys: list[str]) -> None:
         metric = config.optimized_metric
-        client.set_tag(self.parent_run_id, BEST_RUN_TAG, best["run_id"])
+        parent_run_id = self._parent_run_id
+        client.set_tag(parent_run_id, BEST_RUN_TAG, best["run_id"])
         for key in keys:
-            client.set_tag(self.parent_run_id, f"{BEST_VALUE_TAG_PREFIX}{key}", str(best[key]))
+            client.set_tag(parent_run_id, f"{BEST_VALUE_TAG_PREFIX}{key}", str(best[key]))
         if best.get(metric) is not None and not math.isnan(best[metric]):
-            client.log_metric(self.parent_run_id, f"best_{metric}", float(best[metric]))
-        version = config.sweep.register_best and register_run_model(client, best["run_id"],
-                                                                    config.sweep.registered_model_name)
+            client.log_metric(parent_run_id, f"best_{metric}", float(best[metric]))
+        version = config.sweep.register_best and register_run_model(
+            client, best["run_id"], config.sweep.registered_model_name
+        )
         if version:
-            client.set_tag(self.parent_run_id, REGISTERED_MODEL_TAG, f"{version.name}/{version.version}")
+            client.set_tag(parent_run_id, REGISTERED_MODEL_TAG, f"{version.name}/{version.version}")
             promoted, reason = promote_if_better(client, version, metric, config.optimized_direction == "minimize")
             champion = client.get_model_version_by_alias(version.name, CHAMPION_ALIAS)
-            tags = {PROMOTED_TAG: str(promoted).lower(), PROMOTION_REASON_TAG: reason,
-                    CHAMPION_TAG: f"{champion.name}/{champion.version}"}
-            client.log_batch(self.parent_run_id, tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
+            tags = {
+                PROMOTED_TAG: str(promoted).lower(),
+                PROMOTION_REASON_TAG: reason,
+                CHAMPION_TAG: f"{champion.name}/{champion.version}",
+            }
+            client.log_batch(parent_run_id, tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
             log.info("%s: %s", "Promoted" if promoted else "Not promoted", reason)
 
     def _end_running_children(self, client: mlflow.MlflowClient, status: int) -> None:
-        parent = client.get_run(self.parent_run_id)
+        parent_run_id = self._parent_run_id
+        parent = client.get_run(parent_run_id)
         for run in client.search_runs(
-                [parent.info.experiment_id], max_results=10_000,
-                filter_string=f"tags.`{PARENT_RUN_TAG}` = '{self.parent_run_id}' and attributes.status = 'RUNNING'"):
+            [parent.info.experiment_id],
+            max_results=10_000,
+            filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        ):
             log.warning("Ending job run %s, still RUNNING, as %s", run.info.run_id, RunStatus.to_string(status))
             client.set_terminated(run.info.run_id, RunStatus.to_string(status))
 

@@ -20,7 +20,12 @@ from typing import Any
 import mlflow
 import optuna
 from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntLogUniformDistribution, IntUniformDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    IntLogUniformDistribution,
+    IntUniformDistribution,
+)
 
 from mnist_tracking.names import OVERRIDES_TAG, PARENT_RUN_TAG, SUPERSEDED_TAG
 from mnist_tracking.tracking.resume import is_stopped
@@ -37,10 +42,14 @@ def continue_study(sweeper: Any, arguments: list[str]) -> None:
     client = mlflow.MlflowClient(resolve_tracking_uri(config.mlflow.tracking_uri, Path(config.hydra.runtime.cwd)))
     distributions, _ = create_params_from_overrides(sweeper._parse_sweeper_params_config() + list(arguments))
     sweeper.storage = optuna.storages.InMemoryStorage()
-    study = optuna.create_study(study_name=sweeper.study_name, storage=sweeper.storage,
-                                directions=sweeper._get_directions())
-    jobs = client.search_runs([client.get_run(parent).info.experiment_id],
-                              filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent}'", max_results=10_000)
+    study = optuna.create_study(
+        study_name=sweeper.study_name, storage=sweeper.storage, directions=sweeper._get_directions()
+    )
+    jobs = client.search_runs(
+        [client.get_run(parent).info.experiment_id],
+        filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent}'",
+        max_results=10_000,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # add_trial, enqueue_trial
         for run in sorted(jobs, key=lambda r: r.info.start_time):
@@ -48,8 +57,11 @@ def continue_study(sweeper: Any, arguments: list[str]) -> None:
                 continue
             params = _trial_params(run, distributions)
             if run.info.status == "FINISHED":
-                study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
-                                                          value=run.data.metrics[config.optimized_metric]))
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        params=params, distributions=distributions, value=run.data.metrics[config.optimized_metric]
+                    )
+                )
             elif is_stopped(run):
                 # Interrupted or failed: asked again first, with its own parameters. Its job continues the run
                 # from its checkpoint, or trains a new run that supersedes it.
@@ -66,8 +78,12 @@ def log_study(sweeper: Any) -> None:
     """Logs how many trials the sweeper's study holds, and in which states, once its search is over."""
     study = optuna.load_study(study_name=sweeper.study_name, storage=sweeper.storage)
     states = [t.state.name for t in study.trials]
-    log.info("Study %s: %d trials (%s)", study.study_name, len(states),
-             ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))))
+    log.info(
+        "Study %s: %d trials (%s)",
+        study.study_name,
+        len(states),
+        ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))),
+    )
 
 
 def _trial_params(run: mlflow.entities.Run, distributions: dict[str, BaseDistribution]) -> dict[str, Any]:

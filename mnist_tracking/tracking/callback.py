@@ -42,9 +42,15 @@ class MlflowCallback(keras.callbacks.Callback):
             `MlflowClient.log_figure`, rendered in place.
     """
 
-    def __init__(self, run_id: str | None = None, tracking_uri: str | None = None, checkpoint_every: int = 0,
-                 checkpoint_dir: Path | None = None, recorded: Mapping[str, Sequence[float]] | None = None,
-                 log_figure: Callable[[Figure, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        run_id: str | None = None,
+        tracking_uri: str | None = None,
+        checkpoint_every: int = 0,
+        checkpoint_dir: Path | None = None,
+        recorded: Mapping[str, Sequence[float]] | None = None,
+        log_figure: Callable[[Figure, str], None] | None = None,
+    ) -> None:
         super().__init__()
         self.run_id = run_id
         self.tracking_uri = tracking_uri
@@ -72,8 +78,9 @@ class MlflowCallback(keras.callbacks.Callback):
             self._uploader = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-upload")
         total = self.model.count_params()
         trainable = sum(math.prod(w.shape) for w in self.model.trainable_weights)
-        client.log_batch(self._run_id, params=[Param("total_params", str(total)),
-                                               Param("trainable_params", str(trainable))])
+        client.log_batch(
+            self._run_id, params=[Param("total_params", str(total)), Param("trainable_params", str(trainable))]
+        )
         lines: list[str] = []
         self.model.summary(print_fn=lambda line, **_: lines.append(line))
         client.log_text(self._run_id, "\n".join(lines) + "\n", "model_summary.txt")
@@ -85,16 +92,26 @@ class MlflowCallback(keras.callbacks.Callback):
         for key, value in new.items():
             self.history.setdefault(key, []).append(value)
         if new:  # off the training thread: the next epoch does not wait for the tracking store
+            client, run_id = self._started()
+            assert self._logger is not None, "on_train_begin starts the metrics thread"
             timestamp_ms = int(time.time() * 1000)
-            self._pending.append(self._logger.submit(
-                self._client.log_batch, self._run_id,
-                metrics=[Metric(key, value, timestamp_ms, epoch) for key, value in new.items()]))
+            self._pending.append(
+                self._logger.submit(
+                    client.log_batch,
+                    run_id,
+                    metrics=[Metric(key, value, timestamp_ms, epoch) for key, value in new.items()],
+                )
+            )
         last = epoch + 1 == self.params.get("epochs")
-        if self.checkpoint_every and ((epoch + 1) % self.checkpoint_every == 0 or last) \
-                and math.isfinite(metrics.get("loss", 0.0)):  # a diverged state is nothing to continue from
+        if (
+            self.checkpoint_every
+            and ((epoch + 1) % self.checkpoint_every == 0 or last)
+            and math.isfinite(metrics.get("loss", 0.0))
+        ):  # a diverged state is nothing to continue from
             # Named after the run: several runs may share an output folder (a fixed hydra.run.dir, say).
             snapshot = self.checkpoint_dir / f".checkpoint-{self._run_id}-{epoch}" / "checkpoint.npz"
             save_checkpoint(self.model, epoch, snapshot)
+            assert self._uploader is not None, "on_train_begin starts the upload thread when checkpointing"
             self._uploads.append(self._uploader.submit(self._upload, snapshot, epoch, list(self._pending)))
 
     def _upload(self, snapshot: Path, epoch: int, metrics: list[Future]) -> None:
@@ -102,17 +119,21 @@ class MlflowCallback(keras.callbacks.Callback):
         a run continued from it never has a gap."""
         for logged in metrics:
             logged.result()
-        self._client.log_artifact(self._run_id, str(snapshot), CHECKPOINT_ARTIFACT.rsplit("/", 1)[0])
-        local = self.checkpoint_dir / f"checkpoint-{self._run_id}.npz"
+        client, run_id = self._started()
+        client.log_artifact(run_id, str(snapshot), CHECKPOINT_ARTIFACT.rsplit("/", 1)[0])
+        local = self.checkpoint_dir / f"checkpoint-{run_id}.npz"
         snapshot.replace(local)
         snapshot.parent.rmdir()
-        self._client.set_tag(self._run_id, CHECKPOINT_COPY_TAG, f"{socket.gethostname()}:{local.resolve()}")
-        self._client.set_tag(self._run_id, CHECKPOINT_EPOCH_TAG, str(epoch))  # last: the checkpoint is complete
+        client.set_tag(run_id, CHECKPOINT_COPY_TAG, f"{socket.gethostname()}:{local.resolve()}")
+        client.set_tag(run_id, CHECKPOINT_EPOCH_TAG, str(epoch))  # last: the checkpoint is complete
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.close()
         if self.history:
-            log_figure = self.log_figure or functools.partial(self._client.log_figure, self._run_id)
+            log_figure = self.log_figure
+            if not log_figure:
+                client, run_id = self._started()
+                log_figure = functools.partial(client.log_figure, run_id)
             log_figure(figures.learning_curves(self.history), "figures/learning_curves.png")
 
     def close(self, raise_errors: bool = True) -> None:
@@ -137,6 +158,16 @@ class MlflowCallback(keras.callbacks.Callback):
             self._uploader = self._logger = None
             for logged in pending:
                 logged.result()
+
+    def _started(self) -> tuple[mlflow.MlflowClient, str]:
+        """The client and the run of the fit under way: `on_train_begin` sets both."""
+        assert self._client is not None and self._run_id is not None, "on_train_begin has not run"
+        return self._client, self._run_id
+
+    @property
+    def last_epoch(self) -> int:
+        """The last epoch (0-based) the run has metrics of; -1 before the first."""
+        return len(self.history.get("loss", [])) - 1
 
     @contextlib.contextmanager
     def closing(self) -> Iterator[MlflowCallback]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Callable
 from importlib.metadata import version
 
@@ -17,11 +16,11 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from mnist_tracking.ml import figures
-from mnist_tracking.tracking import model_flavor
 from mnist_tracking.ml.data import Dataset
 from mnist_tracking.ml.models import on_raw_pixels
-from mnist_tracking.runtime import speedups
 from mnist_tracking.names import MOST_CONFUSED_TAG, OPTIMIZER_STEPS_METRIC
+from mnist_tracking.runtime import speedups
+from mnist_tracking.tracking import model_flavor
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +33,9 @@ def model_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in (*backend, "keras", "mlflow", "numpy")]
 
 
-def per_class_scores(labels: np.ndarray, predicted: np.ndarray, num_classes: int,
-                     most: int = 3) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
+def per_class_scores(
+    labels: np.ndarray, predicted: np.ndarray, num_classes: int, most: int = 3
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
     """Precision, recall and F1 of each digit and their macro averages (as `test_precision_3`, `test_macro_f1`, ...),
     the same per digit as a table, and the `most` most-confused pairs (true, predicted, count), most first.
 
@@ -48,27 +48,39 @@ def per_class_scores(labels: np.ndarray, predicted: np.ndarray, num_classes: int
         precision = np.nan_to_num(hits / counts.sum(axis=0))
         recall = np.nan_to_num(hits / counts.sum(axis=1))
         f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
-    table = pd.DataFrame({"digit": range(num_classes), "precision": precision, "recall": recall, "f1": f1,
-                          "support": counts.sum(axis=1)})
-    scores = {f"test_{name}_{digit}": float(value) for name in ("precision", "recall", "f1")
-              for digit, value in enumerate(table[name])}
+    table = pd.DataFrame(
+        {"digit": range(num_classes), "precision": precision, "recall": recall, "f1": f1, "support": counts.sum(axis=1)}
+    )
+    scores = {
+        f"test_{name}_{digit}": float(value)
+        for name in ("precision", "recall", "f1")
+        for digit, value in enumerate(table[name])
+    }
     scores |= {f"test_macro_{name}": float(table[name].mean()) for name in ("precision", "recall", "f1")}
     off = counts * (1 - np.eye(num_classes, dtype=int))
-    pairs = sorted(((int(off[t, p]), t, p) for t in range(num_classes) for p in range(num_classes) if off[t, p]),
-                   reverse=True)[:most]
+    pairs = sorted(
+        ((int(off[t, p]), t, p) for t in range(num_classes) for p in range(num_classes) if off[t, p]), reverse=True
+    )[:most]
     confused = pd.DataFrame([(t, p, n) for n, t, p in pairs], columns=["true", "predicted", "count"])
     return scores, table, confused
 
 
 def signature(data: Dataset) -> ModelSignature:
     """What the logged model takes and gives: raw pixels as an image holds them, and one probability per class."""
-    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *data.input_shape))]),
-                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, data.num_classes))]))
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *data.input_shape))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, data.num_classes))]),
+    )
 
 
-def record_evaluation(model: keras.Model, data: Dataset, batch_size: int, epoch: int,
-                      test_set: mlflow.data.Dataset | None = None,
-                      log_figure: Callable[[Figure, str], None] = mlflow.log_figure) -> dict[str, float]:
+def record_evaluation(
+    model: keras.Model,
+    data: Dataset,
+    batch_size: int,
+    epoch: int,
+    test_set: mlflow.data.Dataset | None = None,
+    log_figure: Callable[[Figure, str], None] = mlflow.log_figure,
+) -> dict[str, float]:
     """Evaluates `model` (its weights as of `epoch`, 0-based) on the test set and logs to the active run: test
     metrics (per digit too), the per-digit table and most-confused pairs, figures (through `log_figure`: a
     `rendering.FigureLog`, say), and the model itself, taking raw pixels (the data's normalization inside it).
@@ -94,7 +106,12 @@ def record_evaluation(model: keras.Model, data: Dataset, batch_size: int, epoch:
     mlflow.set_tag(MOST_CONFUSED_TAG, ", ".join(f"{t}→{p} ({n})" for t, p, n in confused.itertuples(index=False)))
     speedups.wait_for_package_index()  # one index, built once: not again here while the thread still builds it
     # At `epoch`'s step: MLflow links the run's metrics of that step (the epoch's) to the model.
-    info = model_flavor.log_model(on_raw_pixels(model, data.scale, data.offset), name="model",
-                                  signature=signature(data), pip_requirements=model_requirements(), step=epoch)
+    info = model_flavor.log_model(
+        on_raw_pixels(model, data.scale, data.offset),
+        name="model",
+        signature=signature(data),
+        pip_requirements=model_requirements(),
+        step=epoch,
+    )
     mlflow.log_metrics(metrics | scores, step=epoch, dataset=test_set, model_id=info.model_id)
     return metrics

@@ -8,6 +8,7 @@ import json
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,7 +18,8 @@ from mnist_tracking.runtime.redaction import redact_text
 
 def config_hash(cfg: DictConfig) -> str:
     """A hash of what determines a job's result: the resolved config less where and how it is tracked."""
-    container = _as_first_released(OmegaConf.to_container(cfg, resolve=True))
+    # A DictConfig's container is a dict (the stub's return type covers every node kind).
+    container = _as_first_released(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
     for key in ("mlflow", "sweep"):
         container.pop(key, None)
     for key in ("resume", "checkpoint_every"):  # how a run is kept and continued, not what it computes
@@ -30,7 +32,10 @@ def config_hash(cfg: DictConfig) -> str:
 # Hashes keep their meaning across releases, so that resume and sweep.skip_finished find the runs an earlier release
 # recorded (tests/test_compat.py: a store written by the release of commit 0a59a1d). What changed since is mapped back:
 _MOVED_TARGETS = {"mnist_tracking.ml.models.": "mnist_tracking.models."}  # model builders' module, then
-_ADDED_DEFAULTS = {"data._target_": "mnist_tracking.ml.mnist.mnist", "callbacks": {}}  # keys added since, as it computed
+_ADDED_DEFAULTS = {
+    "data._target_": "mnist_tracking.ml.mnist.mnist",
+    "callbacks": {},
+}  # keys added since, as it computed
 
 
 def _as_first_released(container: dict) -> dict:
@@ -57,7 +62,8 @@ def sweep_hash(config: DictConfig) -> str:
     excluded = set(config.hydra.job.config.override_dirname.exclude_keys)  # set by the sweep, not the user
     overrides = sorted(o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded)
     params = {key: str(value) for key, value in (config.hydra.sweeper.get("params") or {}).items()}
-    base = config_hash(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
+    top_keys = cast(list[str], [key for key in config if key != "hydra"])  # a Hydra config's keys are strings
+    base = config_hash(OmegaConf.masked_copy(config, top_keys))
     return hashlib.sha256(json.dumps([overrides, params, base], sort_keys=True).encode()).hexdigest()[:16]
 
 

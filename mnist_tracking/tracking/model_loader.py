@@ -40,6 +40,7 @@ class KerasPredictor:
         import pandas as pd
 
         if isinstance(data, pd.DataFrame):
-            return pd.DataFrame(keras.ops.convert_to_numpy(self.model.predict(data.values, verbose=0)),
-                                index=data.index)
+            return pd.DataFrame(
+                keras.ops.convert_to_numpy(self.model.predict(data.values, verbose=0)), index=data.index
+            )
         return keras.ops.convert_to_numpy(self.model.predict(data, verbose=0))

@@ -10,7 +10,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from mnist_tracking.names import DATASET_CONTEXT_TAG, CHAMPION_ALIAS
+from mnist_tracking.names import CHAMPION_ALIAS, DATASET_CONTEXT_TAG
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def register_run_model(client: mlflow.MlflowClient, run_id: str, name: str) -> M
 
 def _test_digest(run: mlflow.entities.Run) -> str | None:
     """The digest of the test set the run was evaluated on (its `testing` dataset input), if it logged one."""
+    if run.inputs is None:  # a run built by hand, not read from a store: no test set on record
+        return None
     for dataset_input in run.inputs.dataset_inputs:
         if any(tag.key == DATASET_CONTEXT_TAG and tag.value == "testing" for tag in dataset_input.tags):
             return dataset_input.dataset.digest
@@ -50,7 +52,9 @@ def _beats(new: float | None, old: float | None, minimize: bool) -> bool:
     return new < old if minimize else new > old
 
 
-def promote_if_better(client: mlflow.MlflowClient, version: ModelVersion, metric: str, minimize: bool) -> tuple[bool, str]:
+def promote_if_better(
+    client: mlflow.MlflowClient, version: ModelVersion, metric: str, minimize: bool
+) -> tuple[bool, str]:
     """Gives `version` the `champion` alias if it beats the current champion on `metric` and, when both were
     tested on the same test set (equal digests), on the matching test metric too.
 
@@ -68,6 +72,8 @@ def promote_if_better(client: mlflow.MlflowClient, version: ModelVersion, metric
         return True, f"{label} is the first {CHAMPION_ALIAS}"
     if champion.run_id == version.run_id:
         return False, f"{label} is the same run as {CHAMPION_ALIAS} v{champion.version}: alias kept there"
+    # Versions of runs' models, as register_run_model makes (a version registered without a run would fail here).
+    assert version.run_id is not None and champion.run_id is not None, "a model version without a run"
     new, old = client.get_run(version.run_id), client.get_run(champion.run_id)
     test_metric = "test_" + metric.removeprefix("val_").removeprefix("test_")
     compared = [metric]
@@ -75,9 +81,13 @@ def promote_if_better(client: mlflow.MlflowClient, version: ModelVersion, metric
         compared.append(test_metric)
         on_test = "on the same test set"
     else:
-        on_test = f"test sets differ (digest {_test_digest(new)} vs {_test_digest(old)}), so {test_metric} is not compared"
-    scores = ", ".join(f"{name} {new.data.metrics.get(name, math.nan):.4f} vs {old.data.metrics.get(name, math.nan):.4f}"
-                       for name in compared)
+        on_test = (
+            f"test sets differ (digest {_test_digest(new)} vs {_test_digest(old)}), so {test_metric} is not compared"
+        )
+    scores = ", ".join(
+        f"{name} {new.data.metrics.get(name, math.nan):.4f} vs {old.data.metrics.get(name, math.nan):.4f}"
+        for name in compared
+    )
     if all(_beats(new.data.metrics.get(name), old.data.metrics.get(name), minimize) for name in compared):
         client.set_registered_model_alias(version.name, CHAMPION_ALIAS, version.version)
         return True, f"{label} beats {CHAMPION_ALIAS} v{champion.version} ({scores}; {on_test})"

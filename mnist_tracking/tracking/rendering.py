@@ -39,8 +39,11 @@ def _forkserver() -> multiprocessing.context.BaseContext | None:
     """The forkserver start method; None where the platform has none (Windows), or where this process was started
     by a launcher's own method (loky, in a joblib worker), which a forked helper could not set up again; None with
     the figure_helper speed-up off."""
-    if (not speedups.on("figure_helper") or "forkserver" not in multiprocessing.get_all_start_methods()
-            or multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver")):
+    if (
+        not speedups.on("figure_helper")
+        or "forkserver" not in multiprocessing.get_all_start_methods()
+        or multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver")
+    ):
         return None
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_PRELOAD)
@@ -123,12 +126,14 @@ class FigureLog:
             try:  # pickled here and now: the helper renders the figure as it is at this call
                 future = self._helper.submit(_save_png, pickle.dumps(figure), local)
             except Exception:
-                log.warning("Figure helper process unavailable; rendering %s in this process", artifact_file,
-                            exc_info=True)
+                log.warning(
+                    "Figure helper process unavailable; rendering %s in this process", artifact_file, exc_info=True
+                )
         self._pending.append((future, figure, local, artifact_file))
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         """Stores every figure; after a failure in the block, one that cannot be stored is logged, not raised."""
         try:
             for future, figure, local, artifact_file in self._pending:
@@ -142,6 +147,7 @@ class FigureLog:
             self._pending = []
             if self._helper is not None:
                 self._helper.shutdown(cancel_futures=True)
+                assert self._alive is not None, "set with the helper"
                 self._alive.close()
             shutil.rmtree(self._folder, ignore_errors=True)
 

@@ -11,11 +11,25 @@ import mlflow
 from omegaconf import DictConfig
 
 from mnist_tracking.errors import ConfigError
+from mnist_tracking.names import (
+    ATTEMPT_FROM_EPOCH_TAG,
+    ATTEMPTS_TAG,
+    CHECKPOINT_ARTIFACT,
+    CHECKPOINT_COPY_TAG,
+    CHECKPOINT_EPOCH_TAG,
+    CHECKPOINT_UNUSABLE_TAG,
+    CONFIG_HASH_TAG,
+    DIVERGED_TAG,
+    FAILURE_REASON_TAG,
+    NOT_EPOCH_METRICS,
+    OWNER_TAG,
+    PARENT_RUN_TAG,
+    RESUMED_FROM_EPOCH_TAG,
+    SLURM_JOB_TAG,
+    SUPERSEDED_TAG,
+    SWEEP_HASH_TAG,
+)
 from mnist_tracking.tracking.identity import config_hash
-from mnist_tracking.names import (ATTEMPT_FROM_EPOCH_TAG, ATTEMPTS_TAG, RESUMED_FROM_EPOCH_TAG, CHECKPOINT_ARTIFACT, CHECKPOINT_COPY_TAG, CHECKPOINT_EPOCH_TAG,
-                                  CHECKPOINT_UNUSABLE_TAG, CONFIG_HASH_TAG, DIVERGED_TAG, NOT_EPOCH_METRICS,
-                                  FAILURE_REASON_TAG, OWNER_TAG, PARENT_RUN_TAG, SLURM_JOB_TAG, SUPERSEDED_TAG,
-                                  SWEEP_HASH_TAG)
 from mnist_tracking.tracking.store import store_lock
 
 log = logging.getLogger(__name__)
@@ -37,8 +51,9 @@ def _slurm_job() -> str | None:
 def owner_tags() -> dict[str, str]:
     """Tags naming this process as the one training a run."""
     tags = {OWNER_TAG: f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"}
-    if _slurm_job():
-        tags[SLURM_JOB_TAG] = _slurm_job()
+    slurm_job = _slurm_job()
+    if slurm_job:
+        tags[SLURM_JOB_TAG] = slurm_job
     return tags
 
 
@@ -46,7 +61,12 @@ def owner_is_gone(tags: dict[str, str]) -> bool:
     """Whether the process that trained a RUNNING run has provably ended: on this machine, no process with its
     pid and start time; under Slurm, this is a later start (requeue) of the same job."""
     owner, slurm, here = tags.get(OWNER_TAG), tags.get(SLURM_JOB_TAG), _slurm_job()
-    if slurm and here and slurm.split(":")[0] == here.split(":")[0] and int(here.split(":")[1]) > int(slurm.split(":")[1]):
+    if (
+        slurm
+        and here
+        and slurm.split(":")[0] == here.split(":")[0]
+        and int(here.split(":")[1]) > int(slurm.split(":")[1])
+    ):
         return True  # Slurm runs one start of a job at a time: a requeued start means the earlier one is over
     if not owner:
         return False
@@ -65,8 +85,11 @@ def resumable(run: mlflow.entities.Run) -> bool:
     """Whether a job's run can be continued: stopped, with a usable checkpoint, not diverged, and not
     superseded by a newer run of the same job."""
     tags = run.data.tags
-    return (CHECKPOINT_EPOCH_TAG in tags and not {DIVERGED_TAG, CHECKPOINT_UNUSABLE_TAG, SUPERSEDED_TAG} & tags.keys()
-            and is_stopped(run))
+    return (
+        CHECKPOINT_EPOCH_TAG in tags
+        and not {DIVERGED_TAG, CHECKPOINT_UNUSABLE_TAG, SUPERSEDED_TAG} & tags.keys()
+        and is_stopped(run)
+    )
 
 
 def claim_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
@@ -83,8 +106,10 @@ def claim_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.
     with store_lock(tracking_uri):
         if wanted == "auto":
             found = client.search_runs(
-                [experiment_id], filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and "
-                                               "attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"])
+                [experiment_id],
+                filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and attributes.status != 'FINISHED'",
+                order_by=["attributes.start_time DESC"],
+            )
             parent = cfg.mlflow.get("parent_run_id")
             run = next((r for r in found if r.data.tags.get(PARENT_RUN_TAG) == parent and resumable(r)), None)
         else:
@@ -97,8 +122,11 @@ def claim_sweep(tracking_uri: str, experiment_id: str, sweep_hash: str) -> mlflo
     this process; None: start a new sweep."""
     client = mlflow.MlflowClient(tracking_uri)
     with store_lock(tracking_uri):
-        found = client.search_runs([experiment_id], filter_string=f"tags.{SWEEP_HASH_TAG} = '{sweep_hash}' and "
-                                   "attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"])
+        found = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.{SWEEP_HASH_TAG} = '{sweep_hash}' and attributes.status != 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+        )
         run = next((r for r in found if is_stopped(r)), None)
         return run and _take(client, run)
 
@@ -117,20 +145,28 @@ def _named_run(client: mlflow.MlflowClient, run_id: str, cfg: DictConfig) -> mlf
     try:
         run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
-        raise ConfigError(f"trainer.resume={run_id!r} is invalid: no such run; use auto, false or the id of a "
-                          "stopped run with a checkpoint.") from None
+        raise ConfigError(
+            f"trainer.resume={run_id!r} is invalid: no such run; use auto, false or the id of a "
+            "stopped run with a checkpoint."
+        ) from None
     if run.info.status == "FINISHED" or (run.info.status == "RUNNING" and not owner_is_gone(run.data.tags)):
-        raise ConfigError(f"trainer.resume={run_id!r} is invalid: the run is {run.info.status}"
-                          f"{' and still training' if run.info.status == 'RUNNING' else ''}; only a stopped run continues.")
+        raise ConfigError(
+            f"trainer.resume={run_id!r} is invalid: the run is {run.info.status}"
+            f"{' and still training' if run.info.status == 'RUNNING' else ''}; only a stopped run continues."
+        )
     if CHECKPOINT_EPOCH_TAG not in run.data.tags or CHECKPOINT_UNUSABLE_TAG in run.data.tags:
         raise ConfigError(f"trainer.resume={run_id!r} is invalid: the run has no usable checkpoint to continue from.")
     if DIVERGED_TAG in run.data.tags:
-        raise ConfigError(f"trainer.resume={run_id!r} is invalid: the run diverged "
-                          f"({run.data.tags.get(FAILURE_REASON_TAG)}); continuing it would diverge again.")
+        raise ConfigError(
+            f"trainer.resume={run_id!r} is invalid: the run diverged "
+            f"({run.data.tags.get(FAILURE_REASON_TAG)}); continuing it would diverge again."
+        )
     if run.data.tags.get(CONFIG_HASH_TAG) != config_hash(cfg):
-        raise ConfigError(f"trainer.resume={run_id!r} is invalid: its config differs from this one (config_hash "
-                          f"{run.data.tags.get(CONFIG_HASH_TAG)} vs {config_hash(cfg)}); rerun it with its own command "
-                          "(its `command` tag) and trainer.resume=" + run_id + ".")
+        raise ConfigError(
+            f"trainer.resume={run_id!r} is invalid: its config differs from this one (config_hash "
+            f"{run.data.tags.get(CONFIG_HASH_TAG)} vs {config_hash(cfg)}); rerun it with its own command "
+            "(its `command` tag) and trainer.resume=" + run_id + "."
+        )
     return run
 
 
@@ -148,8 +184,9 @@ def restore(client: mlflow.MlflowClient, run: mlflow.entities.Run, model, downlo
             log.warning("Local checkpoint %s unusable (%s); using the run's", local, exc)
     download_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return load_checkpoint(model, Path(client.download_artifacts(run.info.run_id, CHECKPOINT_ARTIFACT,
-                                                                     str(download_dir))))
+        return load_checkpoint(
+            model, Path(client.download_artifacts(run.info.run_id, CHECKPOINT_ARTIFACT, str(download_dir)))
+        )
     except Exception:  # the next attempt must not pick this checkpoint again: it trains a new run instead
         client.set_tag(run.info.run_id, CHECKPOINT_UNUSABLE_TAG, "true")
         raise
@@ -162,8 +199,11 @@ def supersede(tracking_uri: str, experiment_id: str, cfg: DictConfig, run_id: st
     if not parent:
         return
     client = mlflow.MlflowClient(tracking_uri)
-    for run in client.search_runs([experiment_id], filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and "
-                                  f"tags.`{PARENT_RUN_TAG}` = '{parent}' and attributes.status != 'FINISHED'"):
+    for run in client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and "
+        f"tags.`{PARENT_RUN_TAG}` = '{parent}' and attributes.status != 'FINISHED'",
+    ):
         if run.info.run_id != run_id and is_stopped(run) and SUPERSEDED_TAG not in run.data.tags:  # never a live one
             client.set_tag(run.info.run_id, SUPERSEDED_TAG, run_id)
 
@@ -172,12 +212,14 @@ def recorded_history(client: mlflow.MlflowClient, run_id: str) -> dict[str, list
     """The per-epoch metrics a run already has, in epoch order: every metric it has but the test set's, the
     system's and the optimizer's steps (so that a metric a callback or the model adds survives a resume)."""
     names = [name for name in client.get_run(run_id).data.metrics if not name.startswith(NOT_EPOCH_METRICS)]
-    return {name: [m.value for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)]
-            for name in names}
+    return {
+        name: [m.value for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)] for name in names
+    }
 
 
-def continue_run(client: mlflow.MlflowClient, run: mlflow.entities.Run, model, download_dir: Path
-                 ) -> tuple[int, dict[str, list[float]]]:
+def continue_run(
+    client: mlflow.MlflowClient, run: mlflow.entities.Run, model, download_dir: Path
+) -> tuple[int, dict[str, list[float]]]:
     """Loads a claimed stopped run's checkpoint into `model` and notes the attempt on the (active) run; returns
     the first epoch to train and the per-epoch metrics the run has."""
     first_epoch = restore(client, run, model, download_dir) + 1

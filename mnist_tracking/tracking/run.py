@@ -7,26 +7,32 @@ import json
 import logging
 import signal
 import threading
-import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import mlflow
 from mlflow.entities import RunStatus
-from mlflow.exceptions import MlflowException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mnist_tracking.ml.data import Dataset
 from mnist_tracking.errors import DivergedError, RunFailedError
+from mnist_tracking.ml.data import Dataset
+from mnist_tracking.names import (
+    ATTEMPTS_TAG,
+    CONFIG_HASH_TAG,
+    DIVERGED_TAG,
+    FAILURE_REASON_TAG,
+    OVERRIDES_TAG,
+    PARENT_RUN_TAG,
+    REUSED_TAG_PREFIX,
+)
+from mnist_tracking.runtime import speedups
 from mnist_tracking.runtime.job import Job
-from mnist_tracking.tracking.identity import config_hash, source_tags
-from mnist_tracking.names import (DATASET_NAME, DATASET_SPLITS, ATTEMPTS_TAG, CONFIG_HASH_TAG, DIVERGED_TAG, FAILURE_REASON_TAG, OVERRIDES_TAG, PARENT_RUN_TAG,
-                                  REUSED_TAG_PREFIX)
 from mnist_tracking.runtime.redaction import redact
 from mnist_tracking.tracking import resume
+from mnist_tracking.tracking.identity import config_hash, source_tags
+from mnist_tracking.tracking.inputs import datasets, log_config, log_datasets
 from mnist_tracking.tracking.resume import owner_tags
-from mnist_tracking.runtime import speedups
-from mnist_tracking.tracking.store import store_lock, ui_command
+from mnist_tracking.tracking.store import ui_command
 
 log = logging.getLogger(__name__)
 
@@ -60,29 +66,40 @@ class SigtermAsInterrupt:
 
 def run_tags(job: Job, cfg: DictConfig) -> dict[str, str]:
     """Tags that say where a run came from, how to run it again, and which sweep it belongs to."""
-    tags = {**source_tags(job.launch_dir, job.overrides, one_job=True),
-            OVERRIDES_TAG: json.dumps(redact(job.overrides)), CONFIG_HASH_TAG: config_hash(cfg)}
+    tags = {
+        **source_tags(job.launch_dir, job.overrides, one_job=True),
+        OVERRIDES_TAG: json.dumps(redact(job.overrides)),
+        CONFIG_HASH_TAG: config_hash(cfg),
+    }
     if cfg.mlflow.get("parent_run_id"):
         tags[PARENT_RUN_TAG] = cfg.mlflow.parent_run_id
     return tags
 
 
-def open_run(tracking_uri: str, experiment_id: str, job: Job, cfg: DictConfig,
-             stopped: mlflow.entities.Run | None) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
+def open_run(
+    tracking_uri: str, experiment_id: str, job: Job, cfg: DictConfig, stopped: mlflow.entities.Run | None
+) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
     """`tracked_run` for a job: a new run with its tags, or the `stopped` run continued (it keeps its tags: its
     command, overrides and parent; only the owner changes)."""
     interval = cfg.mlflow.system_metrics_interval if cfg.mlflow.log_system_metrics else None
-    return tracked_run(tracking_uri, experiment_id, job.name, {} if stopped else run_tags(job, cfg),
-                       run_id=stopped.info.run_id if stopped else None, system_metrics_interval=interval)
+    return tracked_run(
+        tracking_uri,
+        experiment_id,
+        job.name,
+        {} if stopped else run_tags(job, cfg),
+        run_id=stopped.info.run_id if stopped else None,
+        system_metrics_interval=interval,
+    )
 
 
-def record_inputs(run: mlflow.ActiveRun, cfg: DictConfig, job: Job, data: Dataset,
-                  stopped: mlflow.entities.Run | None) -> mlflow.data.Dataset:
+def record_inputs(
+    run: mlflow.ActiveRun, cfg: DictConfig, job: Job, data: Dataset, stopped: mlflow.entities.Run | None
+) -> mlflow.data.Dataset:
     """Logs what a run trains with: its config (params and YAML) and, for a new run, its datasets; marks this
     job's stopped runs in its sweep that could not be continued as superseded. Returns the test set's MLflow
     dataset, which the test metrics are logged against."""
     speedups.index_installed_packages()  # while the model trains: logging the model at the end needs it
-    log_config(cfg, job.overrides, logged=stopped and stopped.data.params)
+    log_config(cfg, job.overrides, logged=stopped.data.params if stopped else None)
     splits = datasets(data)
     if not stopped:  # a continued run has them already
         tracking_uri = mlflow.get_tracking_uri()
@@ -93,10 +110,18 @@ def record_inputs(run: mlflow.ActiveRun, cfg: DictConfig, job: Job, data: Datase
 
 def announce(run: mlflow.ActiveRun, metrics: Mapping[str, float]) -> None:
     """Logs where to see a run that ended: its test and validation accuracy, and the command that shows it."""
-    log.info("MLflow run %s: test_accuracy=%.4f val_accuracy=%.4f", run.info.run_id, metrics["test_accuracy"],
-             metrics["val_accuracy"])
-    log.info("See it with: %s  (experiment %s, run %s)", ui_command(mlflow.get_tracking_uri()),
-             run.info.experiment_id, run.info.run_id)
+    log.info(
+        "MLflow run %s: test_accuracy=%.4f val_accuracy=%.4f",
+        run.info.run_id,
+        metrics["test_accuracy"],
+        metrics["val_accuracy"],
+    )
+    log.info(
+        "See it with: %s  (experiment %s, run %s)",
+        ui_command(mlflow.get_tracking_uri()),
+        run.info.experiment_id,
+        run.info.run_id,
+    )
 
 
 def find_finished_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
@@ -112,12 +137,15 @@ def find_finished_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) ->
         if not parent or int(client.get_run(parent).data.tags.get(ATTEMPTS_TAG, "1")) < 2:
             return None
         query += f" and tags.`{PARENT_RUN_TAG}` = '{parent}'"
-    found = client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time DESC"],
-                               max_results=1)
+    found = client.search_runs(
+        [experiment_id], filter_string=query, order_by=["attributes.start_time DESC"], max_results=1
+    )
     return found[0] if found else None
 
 
-def reuse_run(tracking_uri: str, run: mlflow.entities.Run, parent_run_id: str | None, job_name: str) -> dict[str, float]:
+def reuse_run(
+    tracking_uri: str, run: mlflow.entities.Run, parent_run_id: str | None, job_name: str
+) -> dict[str, float]:
     """Lets a FINISHED run stand for a job: links it to the sweep (unless it is in it already); returns its metrics."""
     log.info("Skipping %s: run %s already FINISHED with the same config", job_name, run.info.run_id)
     if parent_run_id and run.data.tags.get(PARENT_RUN_TAG) != parent_run_id:
@@ -126,8 +154,14 @@ def reuse_run(tracking_uri: str, run: mlflow.entities.Run, parent_run_id: str | 
 
 
 @contextlib.contextmanager
-def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str, str], run_id: str | None = None,
-                system_metrics_interval: float | None = None) -> Iterator[mlflow.ActiveRun]:
+def tracked_run(
+    tracking_uri: str,
+    experiment_id: str,
+    name: str,
+    tags: dict[str, str],
+    run_id: str | None = None,
+    system_metrics_interval: float | None = None,
+) -> Iterator[mlflow.ActiveRun]:
     """The active MLflow run of a job (a new one, or `run_id` continued); it ends FINISHED, FAILED on an
     exception (tag `failure_reason`), or KILLED on Ctrl-C/SIGTERM.
 
@@ -136,10 +170,16 @@ def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str
     """
     # MLflow's fluent API (start_run, log_model, log_figure) reads the process-wide URI: set it here, in the open.
     mlflow.set_tracking_uri(tracking_uri)
-    run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=None if run_id else name,
-                           tags={**tags, **owner_tags()}, log_system_metrics=False)
+    run = mlflow.start_run(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        run_name=None if run_id else name,
+        tags={**tags, **owner_tags()},
+        log_system_metrics=False,
+    )
     monitor = system_metrics_interval and speedups.system_metrics_monitor(
-        tracking_uri, run.info.run_id, system_metrics_interval, resumed=run_id is not None)
+        tracking_uri, run.info.run_id, system_metrics_interval, resumed=run_id is not None
+    )
     status = RunStatus.FINISHED
     try:
         with SigtermAsInterrupt():
@@ -151,8 +191,12 @@ def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str
         status = RunStatus.FAILED
         reason = str(exc) if isinstance(exc, DivergedError) else f"{type(exc).__name__}: {exc}"
         try:
-            mlflow.set_tags({FAILURE_REASON_TAG: reason[:5000],
-                             **({DIVERGED_TAG: "true"} if isinstance(exc, DivergedError) else {})})
+            mlflow.set_tags(
+                {
+                    FAILURE_REASON_TAG: reason[:5000],
+                    **({DIVERGED_TAG: "true"} if isinstance(exc, DivergedError) else {}),
+                }
+            )
         except Exception:  # the store may be what failed: the original error is the one to report
             log.exception("Could not record why run %s failed", run.info.run_id)
         raise RunFailedError(run.info.run_id, exc) from exc
@@ -162,59 +206,10 @@ def tracked_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str
     finally:
         if monitor:  # its last samples are on record before the run ends (mlflow.end_run flushes them after)
             monitor.finish()
-        log.log(logging.INFO if status == RunStatus.FINISHED else logging.ERROR,
-                "MLflow run %s ended %s", run.info.run_id, RunStatus.to_string(status))
+        log.log(
+            logging.INFO if status == RunStatus.FINISHED else logging.ERROR,
+            "MLflow run %s ended %s",
+            run.info.run_id,
+            RunStatus.to_string(status),
+        )
         mlflow.end_run(RunStatus.to_string(status))
-
-
-def datasets(data: Dataset) -> dict[str, mlflow.data.Dataset]:
-    """The run's training, validation and test sets as MLflow datasets (name, digest, source), by context."""
-    found = {}
-    for context, (x, y) in data.splits().items():
-        with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so for every path
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-            found[context] = mlflow.data.from_numpy(x, targets=y, source=data.source, name=DATASET_NAME.format(dataset=data.name, split=DATASET_SPLITS[context]),
-                                                    digest=data.digests[context])
-    return found
-
-
-def log_datasets(splits: Mapping[str, mlflow.data.Dataset], tracking_uri: str) -> None:
-    """Logs the run's datasets (from `datasets`) as MLflow dataset inputs, each with its context: the UI's Datasets
-    column and filter, and a digest that runs on the same data share.
-
-    MLflow adds a dataset to the experiment when it is new, by a check and then an insert: two jobs that log
-    the same new dataset at once race, and the loser fails on the experiment's unique (name, digest). So this
-    happens under the store's lock, and a job that loses the race on another machine tries once more.
-    """
-    for context, dataset in splits.items():
-        with store_lock(tracking_uri):
-            try:
-                mlflow.log_input(dataset, context=context)
-            except MlflowException as exc:
-                if "UNIQUE constraint" not in str(exc) and "duplicate key" not in str(exc):
-                    raise
-                log.info("Dataset %s was added by another job at the same moment; logging it again", dataset.name)
-                mlflow.log_input(dataset, context=context)
-
-
-def flatten_config(cfg: DictConfig | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Every leaf of a (resolved) config under its dotted key, lists kept whole as one value."""
-    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-    flat: dict[str, Any] = {}
-    for key, value in container.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def log_config(cfg: DictConfig, overrides: list[str], logged: Mapping[str, str] | None = None) -> None:
-    """Logs every config leaf as a param, and the resolved config and overrides as YAML artifacts (secrets masked).
-
-    `logged`: params the run has already (a resumed run); they keep their first values.
-    """
-    container = redact(OmegaConf.to_container(cfg, resolve=True))
-    mlflow.log_params({key: value for key, value in flatten_config(container).items() if key not in (logged or {})})
-    mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(container)), "config/config.yaml")
-    mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(redact(list(overrides)))), "config/overrides.yaml")

@@ -18,8 +18,8 @@ import mlflow
 import requests
 from mlflow.exceptions import MlflowException
 
-from mnist_tracking.runtime import cache, speedups
 from mnist_tracking.errors import ConfigError
+from mnist_tracking.runtime import cache, speedups
 from mnist_tracking.runtime.redaction import redact_text
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
     except requests.RequestException as exc:
         raise ConfigError(
             f"mlflow.tracking_uri={redact_text(tracking_uri)!r} is unreachable ({type(exc).__name__}); start the "
-            "tracking server, or point mlflow.tracking_uri (or $MLFLOW_TRACKING_URI) at one that runs.") from None
+            "tracking server, or point mlflow.tracking_uri (or $MLFLOW_TRACKING_URI) at one that runs."
+        ) from None
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -122,8 +123,9 @@ def _copy_template(copy: Path) -> bool:
     try:  # MLflow checks the schema is its own, and adds its `Default` experiment for this launch directory
         mlflow.MlflowClient(f"sqlite:///{copy}").search_experiments(max_results=1)
     except Exception:
-        log.warning("The cached empty store %s does not open with this MLflow; building a new one", _template(),
-                    exc_info=True)
+        log.warning(
+            "The cached empty store %s does not open with this MLflow; building a new one", _template(), exc_info=True
+        )
         copy.unlink(missing_ok=True)
         return False
     return True
@@ -175,7 +177,9 @@ def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
         except MlflowException as exc:  # a server's other client won the race: the name is unique
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-            return client.get_experiment_by_name(experiment_name).experiment_id
+            experiment = client.get_experiment_by_name(experiment_name)
+            assert experiment is not None, "the experiment whose creation lost the race exists"
+            return experiment.experiment_id
 
 
 def open_experiment(configured_uri: str | None, experiment_name: str, launch_dir: Path) -> tuple[str, str]:
@@ -188,8 +192,10 @@ def existing_store(tracking_uri: str) -> mlflow.MlflowClient:
     """A client for a store that must exist already (for reading); ConfigError names the URI otherwise."""
     database = sqlite_path(tracking_uri)
     if database is not None and not database.is_file():
-        raise ConfigError(f"No MLflow store at {tracking_uri}: nothing to read there. Run a job from this folder "
-                          "first, or give the store with --tracking-uri (or $MLFLOW_TRACKING_URI).")
+        raise ConfigError(
+            f"No MLflow store at {tracking_uri}: nothing to read there. Run a job from this folder "
+            "first, or give the store with --tracking-uri (or $MLFLOW_TRACKING_URI)."
+        )
     check_reachable(tracking_uri)
     return mlflow.MlflowClient(tracking_uri)
 

@@ -1,0 +1,129 @@
+"""What each speed-up of mnist_tracking/runtime/speedups.py saves: the real CLI with every speed-up on against all but
+that one, as alternating pairs in one invocation, so that the machine's drift falls on both sides alike.
+
+    python benchmarks/bench_speedups.py --data-path tests/data/mnist_small.npz --pairs 5 [--markdown]
+
+Each command runs in a new folder (a new store: `store_template` counts every time), JAX's compilation cache
+already warm (a first untimed run fills it), one job at a time. `gc_freeze` acts from a sweep's second job: it is
+measured on a three-job sweep, the others on one run. A speed-up "pays" when every pair was faster with it
+(with 5 pairs, chance alone does that 1 time in 32). `--markdown` writes the table to benchmarks/SPEEDUPS.md with
+its provenance (commit, versions, machine, command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench_train import ROOT, provenance
+
+SWITCH = "MNIST_TRACKING_SPEEDUPS"
+NAMES = (
+    "fast_exit",
+    "hide_sklearn",
+    "package_index",
+    "gc_freeze",
+    "figure_helper",
+    "store_template",
+    "compilation_cache",
+)
+
+
+def timed(python: str, args: list[str], switch: str) -> float:
+    """Seconds of `python -m mnist_tracking.train ARGS` from start to exit, in a new folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, SWITCH: switch}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        start = time.perf_counter()
+        done = subprocess.run(
+            [
+                python,
+                "-m",
+                "mnist_tracking.train",
+                *args,
+                f"hydra.run.dir={folder}/out",
+                f"hydra.sweep.dir={folder}/multirun",
+            ],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{args} with {SWITCH}={switch} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-path", default=str(ROOT / "tests" / "data" / "mnist_small.npz"))
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--python", default=sys.executable, help="the venv to measure (default: this one)")
+    parser.add_argument("--only", help="comma-separated speed-ups (default: all)")
+    parser.add_argument("--markdown", action="store_true", help="write benchmarks/SPEEDUPS.md")
+    args = parser.parse_args()
+    one = [f"data.path={args.data_path}", "trainer.epochs=1", "mlflow.log_system_metrics=false"]
+    sweep = ["-m", "model=dense,mlp64,mlp", *one]
+    timed(args.python, sweep, "all")  # JAX's compilation cache and the empty store's template, filled once
+    rows = []
+    for name in args.only.split(",") if args.only else NAMES:
+        command = sweep if name == "gc_freeze" else one
+        on, off = [], []
+        for pair in range(args.pairs):
+            first, second = ("all", f"all,-{name}") if pair % 2 == 0 else (f"all,-{name}", "all")
+            times = {first: timed(args.python, command, first), second: timed(args.python, command, second)}
+            on.append(times["all"])
+            off.append(times[f"all,-{name}"])
+        saved = [b - a for a, b in zip(on, off)]
+        rows.append(
+            (
+                name,
+                statistics.median(on),
+                statistics.median(off),
+                statistics.median(saved),
+                min(saved),
+                max(saved),
+                all(s > 0 for s in saved),
+            )
+        )
+        print(
+            f"{name:18} on {rows[-1][1]:6.2f} s  off {rows[-1][2]:6.2f} s  saved median {rows[-1][3]:+.2f} s "
+            f"(pairs {min(saved):+.2f} to {max(saved):+.2f})  {'pays' if rows[-1][6] else 'within the noise'}",
+            flush=True,
+        )
+    table = [
+        "| speed-up | command | median with (s) | median without (s) | saved, median of pairs (s) | "
+        "saved, range of pairs (s) | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, with_, without, median, low, high, pays in rows:
+        table.append(
+            f"| `{name}` | {'3-job sweep' if name == 'gc_freeze' else 'one run'} | {with_:.2f} | "
+            f"{without:.2f} | {median:+.2f} | {low:+.2f} to {high:+.2f} | "
+            f"{'pays' if pays else 'within the noise'} |"
+        )
+    print("\n".join(table))
+    if args.markdown:
+        head = provenance(sys.argv)
+        lines = [
+            "# Speed-ups, measured",
+            "",
+            "Written by `benchmarks/bench_speedups.py --markdown`: "
+            f"{args.pairs} alternating pairs per speed-up, each the real CLI from start to exit.",
+            "",
+            *(f"- **{key}**: {value}" for key, value in head.items()),
+            "",
+            *table,
+            "",
+        ]
+        (ROOT / "benchmarks" / "SPEEDUPS.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
