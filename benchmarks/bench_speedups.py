@@ -3,10 +3,9 @@ that one, as alternating pairs in one invocation, so that the machine's drift fa
 
     python benchmarks/bench_speedups.py --data-path tests/data/mnist_small.npz --pairs 5 [--markdown]
 
-Each command runs in a new folder (a new store: `store_template` counts every time), JAX's compilation cache
-already warm (a first untimed run fills it), one job at a time. `gc_freeze` acts from a sweep's second job: it is
-measured on a three-job sweep, the others on one run. A speed-up "pays" when every pair was faster with it
-(with 5 pairs, chance alone does that 1 time in 32). `--markdown` writes the table to benchmarks/SPEEDUPS.md with
+Each command is a one-epoch run in a new folder (a new store: `store_template` counts every time), JAX's
+compilation cache already warm (a first untimed sweep fills it), one job at a time. A speed-up "pays" when every
+pair was faster with it (with 5 pairs, chance alone does that 1 time in 32). `--markdown` writes the table to benchmarks/SPEEDUPS.md with
 its provenance (commit, versions, machine, command).
 """
 
@@ -23,15 +22,7 @@ import time
 from bench_train import ROOT, provenance
 
 SWITCH = "MNIST_TRACKING_SPEEDUPS"
-NAMES = (
-    "fast_exit",
-    "hide_sklearn",
-    "package_index",
-    "gc_freeze",
-    "figure_helper",
-    "store_template",
-    "compilation_cache",
-)
+NAMES = ("hide_sklearn", "store_template", "compilation_cache")
 
 
 def timed(python: str, args: list[str], switch: str) -> float:
@@ -73,7 +64,7 @@ def main() -> None:
     timed(args.python, sweep, "all")  # JAX's compilation cache and the empty store's template, filled once
     rows = []
     for name in args.only.split(",") if args.only else NAMES:
-        command = sweep if name == "gc_freeze" else one
+        command = one
         on, off = [], []
         for pair in range(args.pairs):
             first, second = ("all", f"all,-{name}") if pair % 2 == 0 else (f"all,-{name}", "all")
@@ -104,7 +95,7 @@ def main() -> None:
     ]
     for name, with_, without, median, low, high, pays in rows:
         table.append(
-            f"| `{name}` | {'3-job sweep' if name == 'gc_freeze' else 'one run'} | {with_:.2f} | "
+            f"| `{name}` | one run | {with_:.2f} | "
             f"{without:.2f} | {median:+.2f} | {low:+.2f} to {high:+.2f} | "
             f"{'pays' if pays else 'within the noise'} |"
         )

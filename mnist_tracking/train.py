@@ -37,7 +37,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from mnist_tracking.tracking import evaluation, resume, store
     from mnist_tracking.tracking import run as tracking
     from mnist_tracking.tracking.callback import MlflowCallback
-    from mnist_tracking.tracking.rendering import FigureLog
 
     uri, experiment_id = store.open_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, job.launch_dir)
     if (done := tracking.find_finished_run(uri, experiment_id, cfg)) is not None:
@@ -51,17 +50,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         client = mlflow.MlflowClient(uri)
         first_epoch, recorded = resume.continue_run(client, stopped, model, job.output_dir) if stopped else (0, {})
         test_set = tracking.record_inputs(run, cfg, job, data, stopped)
-        with FigureLog(client, run.info.run_id, helper=job.threads is None) as log_figure:  # rendered elsewhere
-            recorder = MlflowCallback(
-                run.info.run_id, uri, cfg.trainer.checkpoint_every, job.output_dir, recorded, log_figure
-            )
-            callbacks = fit_callbacks.around(recorder, cfg.callbacks, cfg.trainer.epochs)
-            with recorder.closing():  # stopped or not, what was trained is on record before the run ends
-                training.fit(model, data, cfg.trainer, cfg.seed, first_epoch, callbacks)
-            training.raise_if_diverged(recorder.history)
-            metrics = evaluation.record_evaluation(
-                model, data, cfg.trainer.eval_batch_size, recorder.last_epoch, test_set, log_figure
-            )
+        recorder = MlflowCallback(run.info.run_id, uri, cfg.trainer.checkpoint_every, job.output_dir, recorded)
+        callbacks = fit_callbacks.around(recorder, cfg.callbacks, cfg.trainer.epochs)
+        with recorder.closing():  # stopped or not, what was trained is on record before the run ends
+            training.fit(model, data, cfg.trainer, cfg.seed, first_epoch, callbacks)
+        training.raise_if_diverged(recorder.history)
+        metrics = evaluation.record_evaluation(model, data, cfg.trainer.eval_batch_size, recorder.last_epoch, test_set)
     metrics = {key: values[-1] for key, values in recorder.history.items()} | metrics
     tracking.announce(run, metrics)
     return metrics
@@ -69,9 +63,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def start_job(cfg: DictConfig) -> Job:
     """Checks `cfg`, then sets up the process for its job: secrets masked in logs, the Keras backend and its
-    threads, the last job's garbage collected, the seed; the figure helper starts while the data loads."""
+    threads, the last job's garbage collected, the seed."""
     from mnist_tracking.config.checks import check_config
-    from mnist_tracking.runtime import speedups
     from mnist_tracking.runtime.backend import use_backend
     from mnist_tracking.runtime.job import current_job
     from mnist_tracking.runtime.redaction import install_log_filter
@@ -82,12 +75,8 @@ def start_job(cfg: DictConfig) -> Job:
     use_backend(cfg.backend, job.threads)  # before Keras is first imported, which reads it once
     import keras
 
-    speedups.collect_last_job()
+    keras.backend.clear_session()  # a sweep's jobs may share this process: the last job's model and garbage go
     keras.utils.set_random_seed(cfg.seed)
-    if job.threads is None:  # one job at a time: a helper process renders its figures (parallel jobs: in place)
-        from mnist_tracking.tracking.rendering import start_helper
-
-        start_helper()
     return job
 
 
@@ -124,9 +113,6 @@ def cli() -> None:
         print(render_help([arg for arg in args if not arg.startswith("-")]))
         return
     main()  # returns only when the command succeeded (Hydra turns a failure into SystemExit)
-    from mnist_tracking.runtime.speedups import exit_without_teardown
-
-    exit_without_teardown()  # a successful command ends without the interpreter's teardown
 
 
 if __name__ == "__main__":

@@ -112,11 +112,11 @@ def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(t
     out = jax_only.stdout + jax_only.stderr
     assert jax_only.returncode == 0, out
     # Trained, evaluated and logged its model without TensorFlow, and without the scikit-learn that MLflow installs
-    # (Keras would import it at start-up: backend._import_keras).
+    # (Keras would import it at start-up: speedups.import_keras).
     assert "imported: ['jax']" in out
     [run] = runs(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     assert run.info.status == "FINISHED" and run.outputs.model_outputs
-    # The process ends without the interpreter's teardown (train._exit_without_teardown), its log flushed whole.
+    # The job's log is flushed whole when the process ends.
     assert (tmp_path / "outputs" / "train.log").read_text().splitlines()[-1].endswith(f"run {run.info.run_id})")
 
     refused = subprocess.run(
@@ -137,8 +137,7 @@ def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(t
 
 
 def test_a_run_under_cprofile_keeps_its_profile(tmp_path):
-    # A successful command skips the interpreter's teardown (os._exit), except under a profiler, which writes its
-    # report only after the program returns.
+    # A profiler writes its report only after the program returns: the command returns as any program does.
     env = cli_env()
     out = subprocess.run(
         [

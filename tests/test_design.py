@@ -82,3 +82,30 @@ def test_tag_names_are_literals_only_in_the_names_module():
             if isinstance(node, ast.Constant) and node.value in tags - config_keys:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
     assert not found
+
+
+def test_every_group_option_matches_its_typed_signature():
+    """Each YAML option's keys are the fields of its group's schema, or the arguments of the function it names."""
+    import dataclasses
+    import inspect
+
+    from hydra.utils import get_method
+    from omegaconf import OmegaConf
+
+    from mnist_tracking.config.schema import GROUPS
+
+    for group in ("trainer", "mlflow", "sweep"):
+        fields = {f.name for f in dataclasses.fields(GROUPS[group])}
+        for option in (ROOT / "conf" / group).glob("*.yaml"):
+            assert set(OmegaConf.load(option)) == fields, option
+    data_fields = {f.name for f in dataclasses.fields(GROUPS["data"])}
+    passed = {"model": {"input_shape", "num_classes"}, "data": set()}  # what train() passes from the dataset
+    for group in ("data", "model"):
+        for option in (ROOT / "conf" / group).glob("*.yaml"):
+            keys = set(OmegaConf.load(option)) - {"_target_"}
+            builder = get_method(OmegaConf.load(option)["_target_"])
+            assert keys | passed[group] == set(inspect.signature(builder).parameters), option
+            if group == "data":
+                assert keys <= data_fields, option
+    root = {f.name for f in dataclasses.fields(GROUPS[None])}
+    assert root <= set(OmegaConf.load(ROOT / "conf" / "config.yaml"))

@@ -32,29 +32,30 @@ def test_the_switch(switch, caplog):
     every = frozenset(speedups.SPEEDUPS)
     assert switch(None) == switch("1") == switch("all") == every
     assert switch("0") == switch("none") == frozenset()
-    assert switch("all,-fast_exit") == every - {"fast_exit"}
-    assert switch("none,figure_helper") == {"figure_helper"}
+    assert switch("all,-hide_sklearn") == every - {"hide_sklearn"}
+    assert switch("none,store_template") == {"store_template"}
     with caplog.at_level(logging.WARNING):
         assert switch("all,-warp_drive") == every
     assert "unknown speed-up 'warp_drive' ignored" in caplog.text
 
 
-def test_a_python_without_the_exit_handlers_function_exits_normally(switch, monkeypatch, caplog):
-    switch("all")
-    monkeypatch.delattr("atexit._run_exitfuncs")
+def test_an_mlflow_without_its_system_metrics_monitor_runs_without_them(monkeypatch, caplog):
+    monkeypatch.delattr("mlflow.system_metrics.system_metrics_monitor.SystemMetricsMonitor")
     with caplog.at_level(logging.WARNING):
-        speedups.exit_without_teardown()  # returns: the interpreter's own exit follows
-    assert "fast_exit is unavailable" in caplog.text
+        assert speedups.system_metrics_monitor("sqlite:///unused.db", "0" * 32, 1.0, resumed=False) is None
+    assert "the run goes on without them" in caplog.text
 
 
-def test_an_mlflow_without_its_package_index_logs_and_goes_on(switch, monkeypatch, caplog):
+def test_a_cached_store_this_mlflow_cannot_open_is_built_again(switch, tmp_path, monkeypatch, caplog):
+    from mnist_tracking.tracking import store
+
     switch("all")
-    monkeypatch.delattr("mlflow.utils.requirements_utils._init_modules_to_packages_map")
-    speedups.index_installed_packages.cache_clear()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    store._template().parent.mkdir(parents=True)
+    store._template().write_bytes(b"not a database")  # as an MLflow upgrade would find the last one's
     with caplog.at_level(logging.WARNING):
-        speedups.wait_for_package_index()
-    speedups.index_installed_packages.cache_clear()
-    assert "package_index is unavailable" in caplog.text
+        store.prepare_experiment(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", "mnist")
+    assert "does not open with this MLflow; building a new one" in caplog.text
 
 
 def test_keras_imports_when_scikit_learn_cannot_be_hidden(switch, monkeypatch):

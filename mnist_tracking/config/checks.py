@@ -1,19 +1,17 @@
-"""Checks of a composed config that must pass before anything trains or is recorded."""
+"""Checks of a composed config that must pass before anything trains or is recorded: the schema's
+(config/schema.py), then what a schema cannot say."""
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from numbers import Real
 from typing import Any
 
 from omegaconf import DictConfig
 
+from mnist_tracking.config import schema
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.ml.data import NORMALIZATIONS
-from mnist_tracking.names import DIRECTIONS, OPTIMIZABLE_METRICS
-from mnist_tracking.runtime.backend import BACKENDS
 from mnist_tracking.sweeps.space import swept_values
 
 
@@ -39,13 +37,9 @@ def _check_units(key: str, value: Any) -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Raises ConfigError for the first value that cannot work."""
-    backend = cfg.get("backend")
-    if backend not in BACKENDS:
-        _fail("backend", backend, f"use one of {', '.join(BACKENDS)}")
-    seed = cfg.get("seed")
-    if not _is_int(seed) or not 0 <= seed < 2**32:
-        _fail("seed", seed, "use a whole number from 0 to 2**32 - 1, e.g. 42")
+    """Raises ConfigError for the first value that cannot work: the schema's types and rules (config/schema.py),
+    then the keys of the groups that name a function (model, optimizer, callbacks) and the cross-field rules."""
+    schema.check(cfg)
     lr = cfg.optimizer.get("learning_rate")
     if not _is_number(lr) or lr <= 0:
         _fail("optimizer.learning_rate", lr, "use a number > 0, e.g. 0.01")
@@ -53,41 +47,6 @@ def check_config(cfg: DictConfig) -> None:
         momentum = cfg.optimizer.momentum
         if not _is_number(momentum) or not 0 <= momentum <= 1:
             _fail("optimizer.momentum", momentum, "use a number from 0 to 1, e.g. 0.9 (0: plain SGD)")
-    batch_size = cfg.data.batch_size
-    if not _is_int(batch_size) or batch_size < 1:
-        _fail("data.batch_size", batch_size, "use a whole number >= 1, e.g. 32")
-    split = cfg.data.validation_split
-    if not _is_number(split) or not 0 < split < 1:
-        _fail("data.validation_split", split, "use a fraction strictly between 0 and 1, e.g. 0.25")
-    if cfg.data.get("normalization") not in NORMALIZATIONS:
-        _fail("data.normalization", cfg.data.get("normalization"), f"use one of {', '.join(NORMALIZATIONS)}")
-    if "test_split" in cfg.data and not (_is_number(cfg.data.test_split) and 0 < cfg.data.test_split < 1):
-        _fail("data.test_split", cfg.data.test_split, "use a fraction strictly between 0 and 1, e.g. 0.2")
-    for key in ("limit_train", "limit_test"):
-        limit = cfg.data.get(key)
-        if limit is not None and (not _is_int(limit) or limit < 1):
-            _fail(f"data.{key}", limit, "use null (all images) or a whole number >= 1")
-    epochs = cfg.trainer.epochs
-    if not _is_int(epochs) or epochs < 1:
-        _fail("trainer.epochs", epochs, "use a whole number >= 1, e.g. 30")
-    every = cfg.trainer.checkpoint_every
-    if not _is_int(every) or every < 0:
-        _fail("trainer.checkpoint_every", every, "use a whole number of epochs >= 0 (0: no checkpoints), e.g. 1")
-    resume = cfg.trainer.resume
-    if (
-        resume is not False
-        and resume != "auto"
-        and not (isinstance(resume, str) and re.fullmatch(r"[0-9a-f]{32}", resume))
-    ):
-        _fail("trainer.resume", resume, "use auto, false, or the 32-character id of a stopped run")
-    eval_batch_size = cfg.trainer.eval_batch_size
-    if not _is_int(eval_batch_size) or eval_batch_size < 1:
-        _fail("trainer.eval_batch_size", eval_batch_size, "use a whole number >= 1, e.g. 1024")
-    if not isinstance(cfg.mlflow.log_system_metrics, bool):
-        _fail("mlflow.log_system_metrics", cfg.mlflow.log_system_metrics, "use true or false")
-    interval = cfg.mlflow.system_metrics_interval
-    if not _is_number(interval) or interval <= 0:
-        _fail("mlflow.system_metrics_interval", interval, "use a number of seconds > 0, e.g. 2")
     if "hidden_units" in cfg.model:
         _check_units("model.hidden_units", cfg.model.hidden_units)
     if "filters" in cfg.model:
@@ -111,12 +70,7 @@ def check_config(cfg: DictConfig) -> None:
                 "give a Keras callback as a mapping with its class in _target_, e.g. "
                 "{_target_: keras.callbacks.EarlyStopping, patience: 3}",
             )
-    metric = cfg.get("optimized_metric")
-    if metric not in OPTIMIZABLE_METRICS:
-        _fail("optimized_metric", metric, f"use one of {', '.join(OPTIMIZABLE_METRICS)}")
-    direction = cfg.get("optimized_direction")
-    if direction not in DIRECTIONS:
-        _fail("optimized_direction", direction, f"use one of {', '.join(DIRECTIONS)}")
+    metric, direction = cfg.optimized_metric, cfg.optimized_direction
     if ("loss" in metric) != (direction == "minimize"):  # the best run would be the worst one
         _fail(
             "optimized_direction",

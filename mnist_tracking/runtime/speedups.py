@@ -3,32 +3,25 @@ in one place: each is guarded (if a library upgrade removes what it relies on, a
 public path is taken) and each can be turned off.
 
 `MNIST_TRACKING_SPEEDUPS` (environment): unset, `1` or `all`: every speed-up on; `0` or `none`: all off. A
-comma-separated list changes that, e.g. `all,-fast_exit` (all but one) or `none,figure_helper` (only one). The
+comma-separated list changes that, e.g. `all,-hide_sklearn` (all but one) or `none,store_template` (only one). The
 metrics of a run are the same either way (tests/test_speedups.py); what each one saves is measured by
 benchmarks/bench_speedups.py (docs/performance.md).
 """
 
 from __future__ import annotations
 
-import atexit
 import functools
-import gc
 import importlib.abc
 import logging
 import os
 import sys
-import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 SWITCH = "MNIST_TRACKING_SPEEDUPS"
 SPEEDUPS = {
-    "fast_exit": "end a successful command without the interpreter's teardown (exit handlers still run)",
     "hide_sklearn": "import Keras without scikit-learn, which it loads only for wrappers this project never uses",
-    "package_index": "build MLflow's index of installed packages while the model trains, not while it is logged",
-    "gc_freeze": "freeze the objects of Keras, JAX and MLflow after a process's first job of a sweep",
-    "figure_helper": "render a run's figures in a forked helper process while the run goes on",
     "store_template": "create a new SQLite store as a copy of an empty one kept in the user's cache",
     "compilation_cache": "keep JAX's compiled steps in the user's cache for later processes",
 }
@@ -88,67 +81,6 @@ class _Hidden(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: object, target: object = None) -> None:
         if fullname.split(".")[0] in self.packages:
             raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
-
-
-@functools.cache
-def index_installed_packages() -> threading.Thread | None:
-    """With `package_index`: starts, once per process, MLflow's index of installed distributions (which
-    `log_model` checks the model's requirements against) in a background thread. Call it before training; join
-    the thread before logging the model. None when off."""
-    if not on("package_index"):
-        return None
-
-    def index() -> None:
-        try:  # MLflow's own cache of `importlib.metadata.packages_distributions()`, filled where it would fill it
-            from mlflow.utils.requirements_utils import _init_modules_to_packages_map
-
-            _init_modules_to_packages_map()
-        except Exception:  # a private function: if MLflow changes it, log_model builds the index itself
-            _fall_back("package_index")
-
-    thread = threading.Thread(target=index, name="index-installed-packages", daemon=True)
-    thread.start()
-    return thread
-
-
-def wait_for_package_index() -> None:
-    """Waits for `index_installed_packages`'s thread, if it runs."""
-    thread = index_installed_packages()
-    if thread is not None:
-        thread.join()
-
-
-def collect_last_job() -> None:
-    """Before a job: Keras's `clear_session` collects the last job's garbage (a sweep trains many models in one
-    process). With `gc_freeze`, the process's first job freezes what exists then (every module of Keras, JAX and
-    MLflow), so that later collections skip it. Once only: what a job leaves frozen is never collected."""
-    import keras
-
-    keras.backend.clear_session(free_memory=gc.get_freeze_count() > 0 or not on("gc_freeze"))
-    if on("gc_freeze") and not gc.get_freeze_count():
-        gc.freeze()
-
-
-def exit_without_teardown() -> None:
-    """With `fast_exit`, ends a successful command as Python's exit would, less the interpreter's teardown (freeing
-    the objects of Keras, JAX and MLflow one by one), which the OS does at once. The exit handlers still run
-    (logging's flush, MLflow's, Ray's and joblib's shutdown). Returns (a normal exit follows) when it is off,
-    while a thread still runs (a normal exit waits for it), or under a profiler or debugger."""
-    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if (
-        not on("fast_exit")
-        or sys.getprofile()
-        or sys.gettrace()
-        or any(thread is not threading.main_thread() and not thread.daemon for thread in threading.enumerate())
-    ):
-        return
-    if run_exit_handlers is None:
-        log.warning("Speed-up fast_exit is unavailable with this Python; going on without it")
-        return
-    run_exit_handlers()  # what a normal exit runs, in the same order
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 def system_metrics_monitor(tracking_uri: str, run_id: str, interval: float, resumed: bool) -> Any:

@@ -38,8 +38,7 @@ class MlflowCallback(keras.callbacks.Callback):
         checkpoint_every: Epochs between checkpoints; 0 means none.
         checkpoint_dir: Where the local copy of the checkpoint goes (default: the working directory).
         recorded: Per-epoch metrics the run already has (a resumed fit): not logged again, and drawn.
-        log_figure: Logs a figure to the run, as `(figure, artifact_file)` (a `rendering.FigureLog`, say); default:
-            `MlflowClient.log_figure`, rendered in place.
+        log_figure: Logs a figure to the run, as `(figure, artifact_file)`; default: `MlflowClient.log_figure`.
     """
 
     def __init__(

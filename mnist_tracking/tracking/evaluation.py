@@ -19,7 +19,6 @@ from mnist_tracking.ml import figures
 from mnist_tracking.ml.data import Dataset
 from mnist_tracking.ml.models import on_raw_pixels
 from mnist_tracking.names import MOST_CONFUSED_TAG, OPTIMIZER_STEPS_METRIC
-from mnist_tracking.runtime import speedups
 from mnist_tracking.tracking import model_flavor
 
 log = logging.getLogger(__name__)
@@ -82,8 +81,8 @@ def record_evaluation(
     log_figure: Callable[[Figure, str], None] = mlflow.log_figure,
 ) -> dict[str, float]:
     """Evaluates `model` (its weights as of `epoch`, 0-based) on the test set and logs to the active run: test
-    metrics (per digit too), the per-digit table and most-confused pairs, figures (through `log_figure`: a
-    `rendering.FigureLog`, say), and the model itself, taking raw pixels (the data's normalization inside it).
+    metrics (per digit too), the per-digit table and most-confused pairs, figures (through `log_figure`:
+    `mlflow.log_figure` by default), and the model itself, taking raw pixels (the data's normalization inside it).
 
     The model is logged at step `epoch`, so that MLflow's logged-model record carries that epoch's metrics; the
     test metrics go to the run and the model at the same step, with the `test_set` dataset (`mnist_test`, say) they
@@ -97,14 +96,12 @@ def record_evaluation(
 
     probabilities = model.predict(data.x_test, batch_size=batch_size, verbose=0)
     labels, predicted = data.y_test.argmax(axis=1), probabilities.argmax(axis=1)
-    # The figures first: a FigureLog renders them elsewhere while the rest is recorded.
     log_figure(figures.misclassified(data.x_test, labels, probabilities), "figures/misclassified.png")
     log_figure(figures.confusion_matrix(labels, predicted, data.num_classes), "figures/confusion_matrix.png")
     scores, table, confused = per_class_scores(labels, predicted, data.num_classes)
     mlflow.log_table(table, "evaluation/per_class.json")
     mlflow.log_table(confused, "evaluation/most_confused.json")
     mlflow.set_tag(MOST_CONFUSED_TAG, ", ".join(f"{t}→{p} ({n})" for t, p, n in confused.itertuples(index=False)))
-    speedups.wait_for_package_index()  # one index, built once: not again here while the thread still builds it
     # At `epoch`'s step: MLflow links the run's metrics of that step (the epoch's) to the model.
     info = model_flavor.log_model(
         on_raw_pixels(model, data.scale, data.offset),

@@ -98,7 +98,6 @@ def record_inputs(
     """Logs what a run trains with: its config (params and YAML) and, for a new run, its datasets; marks this
     job's stopped runs in its sweep that could not be continued as superseded. Returns the test set's MLflow
     dataset, which the test metrics are logged against."""
-    speedups.index_installed_packages()  # while the model trains: logging the model at the end needs it
     log_config(cfg, job.overrides, logged=stopped.data.params if stopped else None)
     splits = datasets(data)
     if not stopped:  # a continued run has them already
