@@ -104,7 +104,7 @@ def default_model_uri() -> str:
 
 
 def predict(model_uri: str, images: np.ndarray) -> np.ndarray:
-    """Class probabilities (n, 10) for raw uint8 images, from the model at `model_uri` (tracking URI already set).
+    """Class probabilities (n, classes) for raw uint8 images, from the model at `model_uri` (tracking URI already set).
 
     A model logged before models took raw pixels is fed pixels normalized as its run's `data.normalization` says.
     """

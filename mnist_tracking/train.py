@@ -75,7 +75,9 @@ def start_job(cfg: DictConfig) -> Job:
     use_backend(cfg.backend, job.threads)  # before Keras is first imported, which reads it once
     import keras
 
-    keras.backend.clear_session()  # a sweep's jobs may share this process: the last job's model and garbage go
+    # A sweep's jobs may share this process: Keras's global state starts afresh. Python's own collector frees the last
+    # job's garbage; a forced collection here would walk every object of Keras, JAX and MLflow, every job.
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(cfg.seed)
     return job
 

@@ -51,8 +51,8 @@ def test_a_cached_store_this_mlflow_cannot_open_is_built_again(switch, tmp_path,
 
     switch("all")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    store._template().parent.mkdir(parents=True)
-    store._template().write_bytes(b"not a database")  # as an MLflow upgrade would find the last one's
+    speedups.empty_store_path().parent.mkdir(parents=True)
+    speedups.empty_store_path().write_bytes(b"not a database")  # as an MLflow upgrade would find the last one's
     with caplog.at_level(logging.WARNING):
         store.prepare_experiment(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", "mnist")
     assert "does not open with this MLflow; building a new one" in caplog.text

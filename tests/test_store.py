@@ -10,7 +10,7 @@ import mlflow
 import mlflow.store.db.utils
 import pytest
 
-from mnist_tracking.runtime import cache
+from mnist_tracking.runtime import cache, speedups
 from mnist_tracking.tracking import store
 
 
@@ -98,7 +98,7 @@ def test_the_cache_folder_follows_xdg_cache_home_and_jaxs_own_variable(tmp_path,
             monkeypatch.setenv("XDG_CACHE_HOME", unset)
         assert cache.folder() == tmp_path / "home" / ".cache" / "mnist-tracking"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert store._template().parent == tmp_path / "xdg" / "mnist-tracking" / "mlflow"
+    assert speedups.empty_store_path().parent == tmp_path / "xdg" / "mnist-tracking" / "mlflow"
     assert cache.jax_compilation_cache() == tmp_path / "xdg" / "mnist-tracking" / "jax"
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
     assert cache.jax_compilation_cache() == tmp_path / "mine"

@@ -26,7 +26,7 @@ def fuse_epochs(model: keras.Model, batches: EpochBatches) -> None:
             f"epoch); got {keras.backend.backend()} and {model.steps_per_execution}"
         )
     # On device once per fit; XLA on CPU uses a 64-byte-aligned array in place (see data.py), without a copy. Each
-    # image as one row: XLA gathers whole rows faster than (28, 28) blocks (mlp64 ~10% an epoch; dense the same).
+    # image as one row: XLA gathers whole rows faster than 2-D blocks.
     shape = batches.x.shape[1:]
     x, y = jax.device_put(batches.x.reshape(len(batches.x), -1)), jax.device_put(batches.y)
     size = batches.batch_size

@@ -10,12 +10,18 @@ benchmarks/bench_speedups.py (docs/performance.md).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.abc
 import logging
 import os
+import shutil
+import sqlite3
 import sys
+from pathlib import Path
 from typing import Any
+
+from mnist_tracking.runtime import cache
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +104,56 @@ def system_metrics_monitor(tracking_uri: str, run_id: str, interval: float, resu
         return None
     monitor.start()
     return monitor
+
+
+def empty_store_path() -> Path:
+    """Where an empty store of this MLflow version is kept for the next new store: in this user's cache."""
+    import mlflow
+
+    return cache.folder() / "mlflow" / f"store-{mlflow.__version__}.db"
+
+
+def copy_empty_store(copy: Path) -> bool:
+    """With `store_template`, makes `copy` a copy of the empty store that an earlier command kept, if there is one
+    that this MLflow opens as its own; False otherwise (nothing is left at `copy`): MLflow then builds the store by
+    running its migrations, the same work for every new store. Relies on MLflow's schema: a copy it will not open
+    is built again, with a warning."""
+    if not on("store_template"):
+        return False
+    import mlflow
+
+    try:
+        shutil.copyfile(empty_store_path(), copy)
+    except OSError:  # none yet (or the cache cannot be read): MLflow builds the store
+        return False
+    try:  # MLflow checks the schema is its own, and adds its `Default` experiment for this launch directory
+        mlflow.MlflowClient(f"sqlite:///{copy}").search_experiments(max_results=1)
+    except Exception:
+        log.warning(
+            "The cached empty store %s does not open with this MLflow; building a new one",
+            empty_store_path(),
+            exc_info=True,
+        )
+        copy.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def keep_empty_store(built: Path) -> None:
+    """With `store_template`, keeps a copy of the store MLflow just built, less its `Default` experiment (whose
+    artifact folder is this launch directory's), for `copy_empty_store`; a cache that cannot be written is logged
+    and left. The one SQL statement on MLflow's own schema."""
+    if not on("store_template"):
+        return
+    template = empty_store_path()
+    saving = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, saving)
+        with contextlib.closing(sqlite3.connect(saving)) as db, db:
+            db.execute("DELETE FROM experiments")  # MLflow adds `Default` again when it opens a copy
+        os.replace(saving, template)  # whole or not at all, for other commands copying it at the same time
+    except (OSError, sqlite3.Error):
+        log.warning("Could not keep an empty store in %s for the next new store", template.parent, exc_info=True)
+        with contextlib.suppress(OSError):
+            saving.unlink(missing_ok=True)

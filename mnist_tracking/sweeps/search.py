@@ -40,11 +40,12 @@ def continue_study(sweeper: Any, arguments: list[str]) -> None:
     config = sweeper.config
     parent = next(o.split("=", 1)[1] for o in config.hydra.overrides.hydra if o.startswith("mlflow.parent_run_id="))
     client = mlflow.MlflowClient(resolve_tracking_uri(config.mlflow.tracking_uri, Path(config.hydra.runtime.cwd)))
+    # hydra-optuna-sweeper's internals (its search space and directions): read before the sweeper is changed, so
+    # that if they are gone (ImportError, AttributeError), the plugin starts a new study as the sweeper would.
     distributions, _ = create_params_from_overrides(sweeper._parse_sweeper_params_config() + list(arguments))
+    directions = sweeper._get_directions()
     sweeper.storage = optuna.storages.InMemoryStorage()
-    study = optuna.create_study(
-        study_name=sweeper.study_name, storage=sweeper.storage, directions=sweeper._get_directions()
-    )
+    study = optuna.create_study(study_name=sweeper.study_name, storage=sweeper.storage, directions=directions)
     jobs = client.search_runs(
         [client.get_run(parent).info.experiment_id],
         filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent}'",

@@ -8,8 +8,6 @@ import hashlib
 import logging
 import os
 import shlex
-import shutil
-import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import requests
 from mlflow.exceptions import MlflowException
 
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.runtime import cache, speedups
+from mnist_tracking.runtime import speedups
 from mnist_tracking.runtime.redaction import redact_text
 
 log = logging.getLogger(__name__)
@@ -91,61 +89,18 @@ def _create_sqlite_store(database: Path) -> None:
     MLflow creates a store by migrating its schema step by step. Two commands doing that to one file
     race (`duplicate column name`), and one killed halfway leaves a broken file. So the store is built
     under a temporary name and renamed into place: a database at that path is always complete. Built once per
-    MLflow version and user: later stores are copies of the first (`_copy_template`).
+    MLflow version and user: later stores are copies of the first (`speedups.copy_empty_store`).
     """
     for leftover in database.parent.glob(f".{database.name}.*.tmp"):  # from a command killed while creating
         leftover.unlink()
     copy = database.with_name(f".{database.name}.{os.getpid()}.copy.tmp")
-    if speedups.on("store_template") and _copy_template(copy):
+    if speedups.copy_empty_store(copy):
         os.replace(copy, database)
         return
     building = database.with_name(f".{database.name}.{os.getpid()}.tmp")  # not `copy`: MLflow keeps its connections
     mlflow.MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)  # MLflow migrates on first use
-    _save_template(building)
+    speedups.keep_empty_store(building)
     os.replace(building, database)
-
-
-def _template() -> Path:
-    """Where an empty store of this MLflow version is kept for the next new store: in this user's cache."""
-    return cache.folder() / "mlflow" / f"store-{mlflow.__version__}.db"
-
-
-def _copy_template(copy: Path) -> bool:
-    """Makes `copy` a copy of the empty store that an earlier command kept, if there is one that this MLflow
-    opens as its own; False otherwise (nothing is left at `copy`).
-
-    MLflow's migrations take ~1.3 s here, for the same empty schema every time; a copy takes milliseconds.
-    """
-    try:
-        shutil.copyfile(_template(), copy)
-    except OSError:  # none yet (or the cache cannot be read): MLflow builds the store
-        return False
-    try:  # MLflow checks the schema is its own, and adds its `Default` experiment for this launch directory
-        mlflow.MlflowClient(f"sqlite:///{copy}").search_experiments(max_results=1)
-    except Exception:
-        log.warning(
-            "The cached empty store %s does not open with this MLflow; building a new one", _template(), exc_info=True
-        )
-        copy.unlink(missing_ok=True)
-        return False
-    return True
-
-
-def _save_template(built: Path) -> None:
-    """Keeps a copy of the store MLflow just built, less its `Default` experiment (whose artifact folder is
-    this launch directory's), for `_copy_template`; a cache that cannot be written is logged and left."""
-    template = _template()
-    saving = template.with_name(f".{template.name}.{os.getpid()}.tmp")
-    try:
-        template.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(built, saving)
-        with contextlib.closing(sqlite3.connect(saving)) as db, db:
-            db.execute("DELETE FROM experiments")  # MLflow adds `Default` again when it opens a copy
-        os.replace(saving, template)  # whole or not at all, for other commands copying it at the same time
-    except (OSError, sqlite3.Error):
-        log.warning("Could not keep an empty store in %s for the next new store", template.parent, exc_info=True)
-        with contextlib.suppress(OSError):
-            saving.unlink(missing_ok=True)
 
 
 def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
