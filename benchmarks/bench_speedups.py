@@ -4,8 +4,9 @@ that one, as alternating pairs in one invocation, so that the machine's drift fa
     python benchmarks/bench_speedups.py --data-path tests/data/mnist_small.npz --pairs 5 [--markdown]
 
 Each command is a one-epoch run in a new folder (a new store: `store_template` counts every time), JAX's
-compilation cache already warm (a first untimed sweep fills it), one job at a time. A speed-up "pays" when every
-pair was faster with it (with 5 pairs, chance alone does that 1 time in 32). `--markdown` writes the table to benchmarks/SPEEDUPS.md with
+compilation cache already warm (a first untimed sweep fills it), one job at a time. A speed-up "pays" when a
+one-sided sign test over the pairs says it is faster with it (p < 0.05: 5 of 5 pairs, 7 of 8, 9 of 10), so that one
+outlier of a shared machine cannot decide either way once there are enough pairs. `--markdown` writes the table to benchmarks/SPEEDUPS.md with
 its provenance (commit, versions, machine, command).
 """
 
