@@ -6,8 +6,8 @@ that one, as alternating pairs in one invocation, so that the machine's drift fa
 Each command is a one-epoch run in a new folder (a new store: `store_template` counts every time), JAX's
 compilation cache already warm (a first untimed sweep fills it), one job at a time. A speed-up "pays" when a
 one-sided sign test over the pairs says it is faster with it (p < 0.05: 5 of 5 pairs, 7 of 8, 9 of 10), so that one
-outlier of a shared machine cannot decide either way once there are enough pairs. `--markdown` writes the table to benchmarks/SPEEDUPS.md with
-its provenance (commit, versions, machine, command).
+outlier of a shared machine decides nothing once there are enough pairs. `--markdown` writes the table to
+benchmarks/SPEEDUPS.md with its provenance (commit, versions, machine, command).
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ def timed(python: str, args: list[str], switch: str) -> float:
     return seconds
 
 
+def verdict(p_value: float) -> str:
+    return "pays" if p_value < 0.05 else "within the noise"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-path", default=str(ROOT / "tests" / "data" / "mnist_small.npz"))
@@ -73,32 +77,34 @@ def main() -> None:
             on.append(times["all"])
             off.append(times[f"all,-{name}"])
         saved = [b - a for a, b in zip(on, off)]
-        rows.append(
-            (
-                name,
-                statistics.median(on),
-                statistics.median(off),
-                statistics.median(saved),
-                min(saved),
-                max(saved),
-                all(s > 0 for s in saved),
-            )
+        faster = sum(s > 0 for s in saved)
+        p_value = sum(math.comb(len(saved), k) for k in range(faster, len(saved) + 1)) / 2 ** len(saved)
+        row = (
+            name,
+            statistics.median(on),
+            statistics.median(off),
+            statistics.median(saved),
+            min(saved),
+            max(saved),
+            faster,
+            len(saved),
+            p_value,
         )
+        rows.append(row)
         print(
-            f"{name:18} on {rows[-1][1]:6.2f} s  off {rows[-1][2]:6.2f} s  saved median {rows[-1][3]:+.2f} s "
-            f"(pairs {min(saved):+.2f} to {max(saved):+.2f})  {'pays' if rows[-1][6] else 'within the noise'}",
+            f"{name:18} on {row[1]:6.2f} s  off {row[2]:6.2f} s  saved median {row[3]:+.2f} s (pairs {row[4]:+.2f} "
+            f"to {row[5]:+.2f}, faster in {faster} of {len(saved)}, p={p_value:.3f})  {verdict(p_value)}",
             flush=True,
         )
     table = [
-        "| speed-up | command | median with (s) | median without (s) | saved, median of pairs (s) | "
-        "saved, range of pairs (s) | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| speed-up | median with (s) | median without (s) | saved, median of pairs (s) | saved, range of pairs (s) | "
+        "pairs faster with it | sign test p | verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, with_, without, median, low, high, pays in rows:
+    for name, with_, without, median, low, high, faster, n, p_value in rows:
         table.append(
-            f"| `{name}` | one run | {with_:.2f} | "
-            f"{without:.2f} | {median:+.2f} | {low:+.2f} to {high:+.2f} | "
-            f"{'pays' if pays else 'within the noise'} |"
+            f"| `{name}` | {with_:.2f} | {without:.2f} | {median:+.2f} | {low:+.2f} to {high:+.2f} | "
+            f"{faster} of {n} | {p_value:.3f} | {verdict(p_value)} |"
         )
     print("\n".join(table))
     if args.markdown:
