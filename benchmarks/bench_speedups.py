@@ -13,6 +13,7 @@ benchmarks/SPEEDUPS.md with its provenance (commit, versions, machine, command).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
