@@ -101,14 +101,12 @@ runpy.run_module("mnist_tracking.train", run_name="__main__")
 def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(tmp_path):
     fixed = [f"data.path={FIXTURE}", "trainer.epochs=1", f"hydra.run.dir={tmp_path}/outputs"]
     env = cli_env()  # the default store: mlruns/ here
-    jax_only = subprocess.run(
-        [sys.executable, "-c", WITHOUT, "tensorflow", "backend=jax", *fixed],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+
+    def without_tensorflow(backend: str) -> subprocess.CompletedProcess:
+        args = [sys.executable, "-c", WITHOUT, "tensorflow", f"backend={backend}", *fixed]
+        return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    jax_only = without_tensorflow("jax")
     out = jax_only.stdout + jax_only.stderr
     assert jax_only.returncode == 0, out
     # Trained, evaluated and logged its model without TensorFlow, and without the scikit-learn that MLflow installs
@@ -119,14 +117,7 @@ def test_a_jax_run_needs_no_tensorflow_and_a_tensorflow_run_says_to_install_it(t
     # The job's log is flushed whole when the process ends.
     assert (tmp_path / "outputs" / "train.log").read_text().splitlines()[-1].endswith(f"run {run.info.run_id})")
 
-    refused = subprocess.run(
-        [sys.executable, "-c", WITHOUT, "tensorflow", "backend=tensorflow", *fixed],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    refused = without_tensorflow("tensorflow")
     out = refused.stdout + refused.stderr
     assert refused.returncode == 2, out
     assert (
