@@ -24,8 +24,7 @@ import time
 
 from bench_train import ROOT, provenance
 
-SWITCH = "MNIST_TRACKING_SPEEDUPS"
-
+from mnist_tracking.runtime.speedups import SPEEDUPS, SWITCH
 
 # What each speed-up speeds up, measured as directly as it can be, so that the rest of a run's time (and its noise)
 # does not hide it: (how it is run, whether the time is what the command prints or its wall time).
@@ -83,6 +82,7 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="write benchmarks/SPEEDUPS.md")
     args = parser.parse_args()
     measured = commands(args.data_path)
+    assert measured.keys() == SPEEDUPS.keys(), "every speed-up has its measurement, and only those"
     for argv, printed in measured.values():  # JAX's compilation cache and the empty store's copy, filled once
         timed(args.python, argv, printed, "all")
     rows = []

@@ -49,6 +49,8 @@ BAD_VALUES = [
     ("data.normalization=zscore", "data.normalization='zscore' is invalid: use one of standard, unit"),
     ("seed=-1", "seed=-1 is invalid: use a whole number from 0 to 2**32 - 1"),
     ("data.limit_train=1", "leaves 0 of 1 images for training"),
+    ("~optimized_metric", "optimized_metric is missing: use one of val_accuracy"),
+    ("~trainer.epochs", "trainer.epochs is missing: use a whole number >= 1"),
 ]
 
 

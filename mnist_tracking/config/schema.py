@@ -25,9 +25,10 @@ from mnist_tracking.names import DIRECTIONS, OPTIMIZABLE_METRICS
 from mnist_tracking.runtime.backend import BACKENDS
 
 
-def rule(valid: Callable[[Any], bool], hint: str) -> Any:
-    """A field whose value must also pass `valid`; `hint` says what is valid."""
-    return dataclasses.field(default=MISSING, metadata={"valid": valid, "hint": hint})
+def rule(valid: Callable[[Any], bool], hint: str, optional: bool = False) -> Any:
+    """A field whose value must also pass `valid`; `hint` says what is valid. `optional`: a key only some options
+    of the group have (a dataset's own)."""
+    return dataclasses.field(default=MISSING, metadata={"valid": valid, "hint": hint, "optional": optional})
 
 
 def one_of(choices: tuple[str, ...]) -> Any:
@@ -38,8 +39,8 @@ def _at_least(low: int, hint: str) -> Any:
     return rule(lambda v: v >= low, hint)
 
 
-def _fraction(example: str) -> Any:
-    return rule(lambda v: 0 < v < 1, f"use a fraction strictly between 0 and 1, e.g. {example}")
+def _fraction(example: str, optional: bool = False) -> Any:
+    return rule(lambda v: 0 < v < 1, f"use a fraction strictly between 0 and 1, e.g. {example}", optional)
 
 
 def _flag() -> Any:
@@ -65,10 +66,10 @@ class Data:
     batch_size: int = _at_least(1, "use a whole number >= 1, e.g. 32")
     normalization: str = one_of(NORMALIZATIONS)
     validation_split: float = _fraction("0.25")
-    test_split: float = _fraction("0.2")
+    test_split: float = _fraction("0.2", optional=True)
     limit_train: int | None = rule(lambda v: v is None or v >= 1, "use null (all images) or a whole number >= 1")
     limit_test: int | None = rule(lambda v: v is None or v >= 1, "use null (all images) or a whole number >= 1")
-    path: str | None = rule(lambda v: True, "use null (Keras's cache) or the path of a local mnist.npz")
+    path: str | None = rule(lambda v: True, "use null (Keras's cache) or the path of a local mnist.npz", optional=True)
 
 
 @dataclasses.dataclass
@@ -108,11 +109,13 @@ def check(cfg: DictConfig) -> None:
     for group, schema in GROUPS.items():
         node = cfg if group is None else cfg.get(group) or {}
         for field in dataclasses.fields(schema):
+            key = field.name if group is None else f"{group}.{field.name}"
             if field.name not in node:
-                continue
+                if field.metadata["optional"]:
+                    continue
+                raise ConfigError(f"{key} is missing: {field.metadata['hint']} (conf/ sets it; was it deleted?).")
             value = node[field.name]
             if not _holds(schema, field.name, value) or not field.metadata["valid"](value):
-                key = field.name if group is None else f"{group}.{field.name}"
                 raise ConfigError(f"{key}={value!r} is invalid: {field.metadata['hint']}.")
 
 

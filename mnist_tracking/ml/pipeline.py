@@ -3,7 +3,7 @@ exactly the batches an uninterrupted one would have seen."""
 
 from __future__ import annotations
 
-import keras  # imported only once the job has chosen its backend (see backend.py)
+import keras  # imported only once the job has chosen its backend (see runtime/backend.py)
 import numpy as np
 
 

@@ -30,7 +30,7 @@ def current_backend() -> str | None:
 
 
 def use_backend(name: str, threads: int | None) -> None:
-    """Makes `name` (one of BACKENDS, as checks.check_config ensures) the process's Keras backend, with `threads`
+    """Makes `name` (one of BACKENDS, as config.schema checks) the process's Keras backend, with `threads`
     cores for its ops (None: every core)."""
     if importlib.util.find_spec(name) is None:
         other = next(b for b in BACKENDS if b != name)

@@ -1,6 +1,6 @@
-"""Every speed-up that relies on another library's private or internal behaviour, or on the process's teardown,
-in one place: each is guarded (if a library upgrade removes what it relies on, a warning is logged and the
-public path is taken) and each can be turned off.
+"""Every speed-up that relies on another library's private or internal behaviour, in one place: each is guarded (if
+a library upgrade removes what it relies on, a warning is logged and the public path is taken) and each can be
+turned off. Also MLflow's system-metrics monitor class, used directly (not a speed-up: no switch), guarded alike.
 
 `MNIST_TRACKING_SPEEDUPS` (environment): unset, `1` or `all`: every speed-up on; `0` or `none`: all off. A
 comma-separated list changes that, e.g. `all,-hide_sklearn` (all but one) or `none,store_template` (only one). The

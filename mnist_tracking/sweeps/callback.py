@@ -84,8 +84,9 @@ class MlflowSweepCallback(Callback):
     def _start(self, config: DictConfig) -> None:
         check_sweep(config)
         launch_dir = Path(config.hydra.runtime.cwd)
-        self.tracking_uri = store.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
-        experiment_id = store.prepare_experiment(self.tracking_uri, config.mlflow.experiment_name)
+        self.tracking_uri, experiment_id = store.open_experiment(
+            config.mlflow.tracking_uri, config.mlflow.experiment_name, launch_dir
+        )
         # MLflow resolves `models:/` URIs (registering the best job's model) against the process-wide URI: set here,
         # since a sweep whose every job is skipped trains nothing that would set it.
         mlflow.set_tracking_uri(self.tracking_uri)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 
 import mlflow
@@ -21,8 +20,6 @@ from mnist_tracking.names import (
     SUPERSEDED_TAG,
     SWEPT_KEYS_TAG,
 )
-
-log = logging.getLogger(__name__)
 
 SEED = "seed"  # the key whose values a seed-aware report averages over
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import mlflow
 import optuna
-from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -40,10 +39,16 @@ def continue_study(sweeper: Any, arguments: list[str]) -> None:
     config = sweeper.config
     parent = next(o.split("=", 1)[1] for o in config.hydra.overrides.hydra if o.startswith("mlflow.parent_run_id="))
     client = mlflow.MlflowClient(resolve_tracking_uri(config.mlflow.tracking_uri, Path(config.hydra.runtime.cwd)))
-    # hydra-optuna-sweeper's internals (its search space and directions): read before the sweeper is changed, so
-    # that if they are gone (ImportError, AttributeError), the plugin starts a new study as the sweeper would.
-    distributions, _ = create_params_from_overrides(sweeper._parse_sweeper_params_config() + list(arguments))
-    directions = sweeper._get_directions()
+    try:  # hydra-optuna-sweeper's internals (its search space and directions), read before the sweeper is changed
+        from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+        distributions, _ = create_params_from_overrides(sweeper._parse_sweeper_params_config() + list(arguments))
+        directions = sweeper._get_directions()
+    except (ImportError, AttributeError):  # gone in a later release: a new study, as the plain sweeper runs it
+        log.warning(
+            "Cannot continue the stopped search with this hydra-optuna-sweeper; starting a new study", exc_info=True
+        )
+        return
     sweeper.storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name=sweeper.study_name, storage=sweeper.storage, directions=directions)
     jobs = client.search_runs(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from importlib.metadata import version
 
@@ -20,8 +19,6 @@ from mnist_tracking.ml.data import Dataset
 from mnist_tracking.ml.models import on_raw_pixels
 from mnist_tracking.names import MOST_CONFUSED_TAG, OPTIMIZER_STEPS_METRIC
 from mnist_tracking.tracking import model_flavor
-
-log = logging.getLogger(__name__)
 
 
 @functools.cache

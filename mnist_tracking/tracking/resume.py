@@ -218,11 +218,12 @@ def recorded_history(client: mlflow.MlflowClient, run_id: str) -> dict[str, list
 
 
 def continue_run(
-    client: mlflow.MlflowClient, run: mlflow.entities.Run, model, download_dir: Path
+    client: mlflow.MlflowClient, run: mlflow.entities.Run, model, output_dir: Path
 ) -> tuple[int, dict[str, list[float]]]:
-    """Loads a claimed stopped run's checkpoint into `model` and notes the attempt on the (active) run; returns
-    the first epoch to train and the per-epoch metrics the run has."""
-    first_epoch = restore(client, run, model, download_dir) + 1
+    """Loads a claimed stopped run's checkpoint into `model` (downloaded, where this machine has no copy, into the
+    job's `output_dir`/resumed) and notes the attempt on the (active) run; returns the first epoch to train and the
+    per-epoch metrics the run has."""
+    first_epoch = restore(client, run, model, output_dir / "resumed") + 1
     attempt = run.data.tags[ATTEMPTS_TAG]
     mlflow.set_tags({RESUMED_FROM_EPOCH_TAG: first_epoch, ATTEMPT_FROM_EPOCH_TAG.format(attempt): first_epoch})
     log.info("Resuming run %s from epoch %d", run.info.run_id, first_epoch)

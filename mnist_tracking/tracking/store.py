@@ -89,7 +89,8 @@ def _create_sqlite_store(database: Path) -> None:
     MLflow creates a store by migrating its schema step by step. Two commands doing that to one file
     race (`duplicate column name`), and one killed halfway leaves a broken file. So the store is built
     under a temporary name and renamed into place: a database at that path is always complete. Built once per
-    MLflow version and user: later stores are copies of the first (`speedups.copy_empty_store`).
+    MLflow version and user with the `store_template` speed-up: later stores are copies of the first
+    (`speedups.copy_empty_store`).
     """
     for leftover in database.parent.glob(f".{database.name}.*.tmp"):  # from a command killed while creating
         leftover.unlink()
