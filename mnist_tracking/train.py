@@ -114,7 +114,13 @@ def cli() -> None:
 
         print(render_help([arg for arg in args if not arg.startswith("-")]))
         return
-    main()  # returns only when the command succeeded (Hydra turns a failure into SystemExit)
+    try:
+        main()  # returns only when the command succeeded (Hydra turns a failure into SystemExit)
+    except BaseException as exc:  # a stopped or failed sweep's parent ends now, before any exit handler runs
+        sweeps = sys.modules.get("mnist_tracking.sweeps.callback")  # loaded by Hydra when a multirun starts
+        if sweeps is not None:
+            sweeps.close_open_sweeps(exc)
+        raise
 
 
 if __name__ == "__main__":

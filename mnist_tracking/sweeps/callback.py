@@ -57,6 +57,16 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# The sweeps this process has opened, for the command to close as an exception leaves it (see `_start`).
+_open_sweeps: list[MlflowSweepCallback] = []
+
+
+def close_open_sweeps(exc: BaseException) -> None:
+    """Ends every sweep parent run this process opened that is still RUNNING, as `exc` ends the command."""
+    for sweep in _open_sweeps:
+        sweep.close_early(interrupted=isinstance(exc, KeyboardInterrupt))
+
+
 class MlflowSweepCallback(Callback):
     """Opens a parent run when a multirun starts and writes the sweep report on it when the sweep ends.
 
@@ -110,7 +120,10 @@ class MlflowSweepCallback(Callback):
         else:
             tags |= {SWEEP_HASH_TAG: hashed, **owner_tags()}
             self.parent_run_id = client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
-        # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed.
+        # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed: by the command as
+        # the exception leaves it (`close_open_sweeps`), ahead of exit handlers that a launcher registers later
+        # (Ray's shutdown), and by this exit handler where nothing else did.
+        _open_sweeps.append(self)
         atexit.register(self._close_at_exit)
         self._sigterm.install()
         client.log_batch(
@@ -212,6 +225,11 @@ class MlflowSweepCallback(Callback):
         ):
             log.warning("Ending job run %s, still RUNNING, as %s", run.info.run_id, RunStatus.to_string(status))
             client.set_terminated(run.info.run_id, RunStatus.to_string(status))
+
+    def close_early(self, interrupted: bool) -> None:
+        """Ends the parent run, if still RUNNING, as KILLED (`interrupted`: Ctrl-C or SIGTERM as KeyboardInterrupt)
+        or FAILED (any other early end)."""
+        self._close(RunStatus.KILLED if interrupted else RunStatus.FAILED)
 
     def _close_at_exit(self) -> None:
         """KILLED after Ctrl-C or SIGTERM, FAILED after any other early end; nothing after a normal end."""
