@@ -56,5 +56,8 @@ DATASET_NAME = "{dataset}_{split}"
 DATASET_CONTEXT_TAG = "mlflow.data.context"  # MLflow's own, on a run's dataset input: its context (a key below)
 DATASET_SPLITS = {"training": "train", "validation": "validation", "testing": "test"}
 OPTIMIZER_STEPS_METRIC = "optimizer_steps"  # updates a run made (the fast path makes as many as a plain fit)
+BEST_METRIC = "best_{}"  # .format(metric): a job run's best per-epoch value of it so far, in optimized_direction
+BEST_EPOCH_METRIC = "best_epoch"  # the epoch (0-based, the step) that best value is from
+STOPPED_EPOCH_TAG = "stopped_epoch"  # the last epoch (0-based) a fit trained when a callback stopped it early
 # A run's metrics that are not per epoch (by prefix); every other one is, whatever adds it (a callback, say).
-NOT_EPOCH_METRICS = ("test_", "system/", OPTIMIZER_STEPS_METRIC)
+NOT_EPOCH_METRICS = ("test_", "system/", "best_", OPTIMIZER_STEPS_METRIC)
