@@ -171,9 +171,10 @@ def epoch_stats(workdir: Path, run: mlflow.entities.Run) -> tuple[float, float, 
 
 
 def fast_epoch_seconds(data_path: str, epochs: int = 6, rounds: int = 6) -> tuple[dict[str, float], float, float]:
-    """Median seconds per mlp64 fast-path epoch, fed as train() feeds it, for three ways of recording it
-    (in-process, on the config's default backend): untracked, MlflowCallback, and MlflowCallback with a checkpoint
-    every epoch. The variants take turns, `rounds` times, so that the machine's drift spreads over all three. Also
+    """Median seconds per mlp64 fast-path epoch, fed as train() feeds it, for four ways of recording it
+    (in-process, on the config's default backend): untracked, MlflowCallback, MlflowCallback with a checkpoint
+    every epoch, and MlflowCallback with the images of every epoch (mlflow.log_images_every=1). The variants take
+    turns, `rounds` times, so that the machine's drift spreads over all of them. Also
     the checkpoint's own work, timed directly: saving it (on the training thread) and storing it with the run (in
     the background)."""
     from omegaconf import OmegaConf
@@ -187,19 +188,21 @@ def fast_epoch_seconds(data_path: str, epochs: int = 6, rounds: int = 6) -> tupl
     from mnist_tracking.ml.mnist import load_mnist
     from mnist_tracking.ml.models import mlp
     from mnist_tracking.tracking.callback import MlflowCallback
+    from mnist_tracking.tracking.epoch_images import EpochImages
 
     data = load_mnist(data_path, "standard", 0.25, None, None)
     variants = {
         "untracked": lambda tmp: [],
         "tracked": lambda tmp: [MlflowCallback()],
         "tracked + checkpoint every epoch": lambda tmp: [MlflowCallback(checkpoint_every=1, checkpoint_dir=tmp)],
+        "tracked + images every epoch": lambda tmp: [MlflowCallback(images=EpochImages(data.x_val, data.y_val))],
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         names = list(variants)
         for round_ in range(rounds):
-            for name in names[round_ % 3 :] + names[: round_ % 3]:  # each variant first, second and third in turn
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # each variant first, ... in turn
                 callbacks = variants[name]
                 keras.utils.set_random_seed(42)
                 model = mlp(64, "relu", data.input_shape, data.num_classes)
@@ -335,7 +338,7 @@ def write_results(rows: Rows, argv: list[str]) -> None:
 def epoch_rows(rows: Rows, data_path: str) -> None:
     """The per-epoch cost of tracking, and of checkpointing on top of it."""
     seconds, save, store = fast_epoch_seconds(data_path)
-    untracked, tracked, checkpointed = seconds.values()
+    untracked, tracked, checkpointed, imaged = seconds.values()
     rows.append(
         (
             "mlp64 fast-path epoch untracked → tracked (overhead)",
@@ -346,6 +349,12 @@ def epoch_rows(rows: Rows, data_path: str) -> None:
         (
             "mlp64 fast-path epoch tracked → with a checkpoint every epoch (overhead)",
             f"{tracked:.3f} → {checkpointed:.3f} s ({(checkpointed - tracked) / tracked:+.1%})",
+        )
+    )
+    rows.append(
+        (
+            "mlp64 fast-path epoch tracked → with images every epoch (overhead)",
+            f"{tracked:.3f} → {imaged:.3f} s ({(imaged - tracked) / tracked:+.1%})",
         )
     )
     rows.append(

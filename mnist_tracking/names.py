@@ -58,6 +58,8 @@ DATASET_SPLITS = {"training": "train", "validation": "validation", "testing": "t
 OPTIMIZER_STEPS_METRIC = "optimizer_steps"  # updates a run made (the fast path makes as many as a plain fit)
 BEST_METRIC = "best_{}"  # .format(metric): a job run's best per-epoch value of it so far, in optimized_direction
 BEST_EPOCH_METRIC = "best_epoch"  # the epoch (0-based, the step) that best value is from
+EPOCH_SAMPLE_KEY = "validation_sample"  # image key: a fixed sample of validation digits as predicted, per epoch
+EPOCH_CONFUSION_KEY = "validation_confusion_matrix"  # image key: the validation confusion matrix, per epoch
 STOPPED_EPOCH_TAG = "stopped_epoch"  # the last epoch (0-based) a fit trained when a callback stopped it early
 # A run's metrics that are not per epoch (by prefix); every other one is, whatever adds it (a callback, say).
 NOT_EPOCH_METRICS = ("test_", "system/", "best_", OPTIMIZER_STEPS_METRIC)

@@ -27,16 +27,16 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Trains, evaluates and records one run of `cfg` (or continues a stopped one); returns its final metrics."""
+    """Trains, evaluates and records one run of `cfg` (or continues a stopped one); returns the metrics of the model
+    it logged: its epoch's (the last, or the best one that early stopping restored) and the test set's."""
     job = start_job(cfg)  # bad values fail here, before anything trains or is recorded; then the backend and seed
     import mlflow  # imported here, not at the top: `--help` and `--cfg job` answer without them, Keras after its backend
 
     from mnist_tracking.ml import callbacks as fit_callbacks
     from mnist_tracking.ml import fit as training
     from mnist_tracking.ml.data import load_dataset
-    from mnist_tracking.tracking import evaluation, resume, store
+    from mnist_tracking.tracking import evaluation, recording, resume, store
     from mnist_tracking.tracking import run as tracking
-    from mnist_tracking.tracking.callback import MlflowCallback
 
     uri, experiment_id = store.open_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, job.launch_dir)
     if (done := tracking.find_finished_run(uri, experiment_id, cfg)) is not None:
@@ -48,15 +48,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         model = instantiate(cfg.model, input_shape=data.input_shape, num_classes=data.num_classes, _convert_="all")
         training.compile_model(model, instantiate(cfg.optimizer), data, cfg.trainer.fast)
         client = mlflow.MlflowClient(uri)
-        first_epoch, recorded = resume.continue_run(client, stopped, model, job.output_dir) if stopped else (0, {})
+        resumed = resume.continue_run(client, stopped, model, job.output_dir) if stopped else resume.Resumed()
         test_set = tracking.record_inputs(run, cfg, job, data, stopped)
-        recorder = MlflowCallback(run.info.run_id, uri, cfg.trainer.checkpoint_every, job.output_dir, recorded)
-        callbacks = fit_callbacks.around(recorder, cfg.callbacks, cfg.trainer.epochs)
+        recorder, callbacks = recording.job_callbacks(cfg, run.info.run_id, uri, job.output_dir, data, resumed)
         with recorder.closing():  # stopped or not, what was trained is on record before the run ends
-            training.fit(model, data, cfg.trainer, cfg.seed, first_epoch, callbacks)
+            training.fit(model, data, cfg.trainer, cfg.seed, resumed.first_epoch, callbacks)
         training.raise_if_diverged(recorder.history)
-        metrics = evaluation.record_evaluation(model, data, cfg.trainer.eval_batch_size, recorder.last_epoch, test_set)
-    metrics = {key: values[-1] for key, values in recorder.history.items()} | metrics
+        epoch = fit_callbacks.weights_epoch(callbacks, recorder.last_epoch)  # the best one, when a callback restored it
+        metrics = evaluation.record_evaluation(model, data, cfg.trainer.eval_batch_size, epoch, test_set)
+    metrics = {key: values[min(epoch, len(values) - 1)] for key, values in recorder.history.items()} | metrics
     tracking.announce(run, metrics)
     return metrics
 

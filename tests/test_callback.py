@@ -38,7 +38,15 @@ def test_one_point_per_epoch_for_each_metric(store, fit_args):
         )
     client = mlflow.MlflowClient()
     finished = client.get_run(run.info.run_id)
-    assert set(finished.data.metrics) == {"loss", "accuracy", "val_loss", "val_accuracy"}  # no validation_* copies
+    # No validation_* copies; the best val_accuracy so far and its epoch (the callback's default monitor).
+    assert set(finished.data.metrics) == {
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "best_val_accuracy",
+        "best_epoch",
+    }
     for name in finished.data.metrics:
         history = client.get_metric_history(run.info.run_id, name)
         assert sorted(m.step for m in history) == [0, 1, 2]

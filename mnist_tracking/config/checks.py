@@ -70,6 +70,13 @@ def check_config(cfg: DictConfig) -> None:
                 "give a Keras callback as a mapping with its class in _target_, e.g. "
                 "{_target_: keras.callbacks.EarlyStopping, patience: 3}",
             )
+        if str(entry.get("monitor", "")).startswith("test_"):
+            _fail(
+                f"callbacks.{name}.monitor",
+                entry.monitor,
+                "a callback watches a per-epoch metric (val_accuracy, val_loss, accuracy or loss); the test set is "
+                f"measured once, after the fit: set callbacks.{name}.monitor=val_{entry.monitor.removeprefix('test_')}",
+            )
     metric, direction = cfg.optimized_metric, cfg.optimized_direction
     if ("loss" in metric) != (direction == "minimize"):  # the best run would be the worst one
         _fail(

@@ -91,6 +91,7 @@ class Mlflow:
     parent_run_id: str | None = rule(lambda v: True, "leave it null: the sweep sets it")
     log_system_metrics: bool = _flag()
     system_metrics_interval: float = rule(lambda v: v > 0 and math.isfinite(v), "use a number of seconds > 0, e.g. 2")
+    log_images_every: int = _at_least(0, "use a whole number of epochs >= 0 (0: no images), e.g. 1")
 
 
 @dataclasses.dataclass

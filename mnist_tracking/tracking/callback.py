@@ -18,8 +18,17 @@ from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param
 
 from mnist_tracking.ml import figures
+from mnist_tracking.ml.callbacks import Resumable
 from mnist_tracking.ml.checkpoint import save_checkpoint
-from mnist_tracking.names import CHECKPOINT_ARTIFACT, CHECKPOINT_COPY_TAG, CHECKPOINT_EPOCH_TAG
+from mnist_tracking.names import (
+    BEST_EPOCH_METRIC,
+    BEST_METRIC,
+    CHECKPOINT_ARTIFACT,
+    CHECKPOINT_COPY_TAG,
+    CHECKPOINT_EPOCH_TAG,
+    STOPPED_EPOCH_TAG,
+)
+from mnist_tracking.tracking.epoch_images import EpochImages
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +37,11 @@ class MlflowCallback(keras.callbacks.Callback):
     """Logs a fit to an MLflow run.
 
     At the start: the model's `total_params`/`trainable_params` and `model_summary.txt`.
-    Every epoch: each entry of Keras's logs (`loss`, `accuracy`, `val_loss`, ...) once, with step = epoch;
-    every `checkpoint_every` epochs (and the last): a checkpoint, as the run's `checkpoint/checkpoint.npz`.
-    At the end: `figures/learning_curves.png`.
+    Every epoch: each entry of Keras's logs (`loss`, `accuracy`, `val_loss`, ...) once, with step = epoch, and the
+    best value of `monitor` so far with its epoch (`best_val_accuracy`, `best_epoch`); every `checkpoint_every` epochs
+    (and the last): a checkpoint, as the run's `checkpoint/checkpoint.npz`, with the state of the `resumable`
+    callbacks; with `images`, its images of the epochs it is due.
+    At the end: `figures/learning_curves.png`, and the `stopped_epoch` tag when a callback stopped the fit early.
 
     Args:
         run_id: The run to log to; None means the active run at the start of training.
@@ -39,6 +50,10 @@ class MlflowCallback(keras.callbacks.Callback):
         checkpoint_dir: Where the local copy of the checkpoint goes (default: the working directory).
         recorded: Per-epoch metrics the run already has (a resumed fit): not logged again, and drawn.
         log_figure: Logs a figure to the run, as `(figure, artifact_file)`; default: `MlflowClient.log_figure`.
+        monitor: The per-epoch metric whose best value is logged; None: none.
+        mode: "max" or "min": which of its values is the best (the first of equal ones).
+        resumable: Callbacks of the same fit whose state, by name, goes into the checkpoints.
+        images: Images logged every few epochs, drawn on the metrics thread.
     """
 
     def __init__(
@@ -49,6 +64,10 @@ class MlflowCallback(keras.callbacks.Callback):
         checkpoint_dir: Path | None = None,
         recorded: Mapping[str, Sequence[float]] | None = None,
         log_figure: Callable[[Figure, str], None] | None = None,
+        monitor: str | None = "val_accuracy",
+        mode: str = "max",
+        resumable: Mapping[str, Resumable] | None = None,
+        images: EpochImages | None = None,
     ) -> None:
         super().__init__()
         self.run_id = run_id
@@ -57,6 +76,9 @@ class MlflowCallback(keras.callbacks.Callback):
         self.checkpoint_dir = checkpoint_dir or Path.cwd()
         self.recorded = recorded or {}
         self.log_figure = log_figure
+        self.monitor, self.mode = monitor, mode
+        self.resumable = resumable or {}
+        self.images = images
         self.history: dict[str, list[float]] = {}
         self._run_id: str | None = None
         self._client: mlflow.MlflowClient | None = None
@@ -90,6 +112,7 @@ class MlflowCallback(keras.callbacks.Callback):
         new = {key: value for key, value in metrics.items() if epoch >= len(self.history.get(key, []))}
         for key, value in new.items():
             self.history.setdefault(key, []).append(value)
+        last = epoch + 1 == self.params.get("epochs")
         if new:  # off the training thread: the next epoch does not wait for the tracking store
             client, run_id = self._started()
             assert self._logger is not None, "on_train_begin starts the metrics thread"
@@ -98,10 +121,12 @@ class MlflowCallback(keras.callbacks.Callback):
                 self._logger.submit(
                     client.log_batch,
                     run_id,
-                    metrics=[Metric(key, value, timestamp_ms, epoch) for key, value in new.items()],
+                    metrics=[Metric(key, value, timestamp_ms, epoch) for key, value in (new | self._best()).items()],
                 )
             )
-        last = epoch + 1 == self.params.get("epochs")
+            if self.images and self.images.due(epoch, self.params.get("epochs")):
+                weights = self.images.snapshot(self.model)  # now: the next epoch changes them
+                self._pending.append(self._logger.submit(self.images.log, client, run_id, epoch, weights))
         if (
             self.checkpoint_every
             and ((epoch + 1) % self.checkpoint_every == 0 or last)
@@ -109,9 +134,24 @@ class MlflowCallback(keras.callbacks.Callback):
         ):  # a diverged state is nothing to continue from
             # Named after the run: several runs may share an output folder (a fixed hydra.run.dir, say).
             snapshot = self.checkpoint_dir / f".checkpoint-{self._run_id}-{epoch}" / "checkpoint.npz"
-            save_checkpoint(self.model, epoch, snapshot)
+            state = {
+                f"{name}.{key}": value for name, cb in self.resumable.items() for key, value in cb.get_state().items()
+            }
+            save_checkpoint(self.model, epoch, snapshot, state)
             assert self._uploader is not None, "on_train_begin starts the upload thread when checkpointing"
             self._uploads.append(self._uploader.submit(self._upload, snapshot, epoch, list(self._pending)))
+
+    def _best(self) -> dict[str, float]:
+        """The best value of `monitor` so far and its epoch; nothing before the metric has a finite value."""
+        values = [
+            (value, epoch)
+            for epoch, value in enumerate(self.history.get(self.monitor or "", []))
+            if math.isfinite(value)
+        ]
+        if not values:
+            return {}
+        value, epoch = (max if self.mode == "max" else min)(values, key=lambda pair: pair[0])
+        return {BEST_METRIC.format(self.monitor): value, BEST_EPOCH_METRIC: float(epoch)}
 
     def _upload(self, snapshot: Path, epoch: int, metrics: list[Future]) -> None:
         """Stores a checkpoint with the run once the metrics of every epoch up to its own are on record, so that
@@ -128,6 +168,9 @@ class MlflowCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.close()
+        if self.model.stop_training and self.last_epoch + 1 < self.params.get("epochs", 0):
+            client, run_id = self._started()
+            client.set_tag(run_id, STOPPED_EPOCH_TAG, str(self.last_epoch))
         if self.history:
             log_figure = self.log_figure
             if not log_figure:

@@ -61,6 +61,24 @@ def per_class_scores(
     return scores, table, confused
 
 
+def misclassified_table(data: Dataset, labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
+    """One row per misclassified test digit: its index in the test set, the digit as an image (MLflow's image column
+    type: the UI shows it in the table), its true and predicted class, and the probability of the prediction."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    raw = (data.x_test[wrong] - data.offset) / data.scale  # the pixels as the images hold them
+    pixels = np.clip(np.rint(raw * 255 / data.max_value), 0, 255).astype(np.uint8)
+    return pd.DataFrame(
+        {
+            "test_index": wrong,
+            "image": [mlflow.Image(image.reshape(image.shape[0], -1)) for image in pixels],
+            "true": labels[wrong],
+            "predicted": predicted[wrong],
+            "probability": probabilities[wrong, predicted[wrong]].astype(float).round(4),
+        }
+    )
+
+
 def signature(data: Dataset) -> ModelSignature:
     """What the logged model takes and gives: raw pixels as an image holds them, and one probability per class."""
     return ModelSignature(
@@ -78,7 +96,7 @@ def record_evaluation(
     log_figure: Callable[[Figure, str], None] = mlflow.log_figure,
 ) -> dict[str, float]:
     """Evaluates `model` (its weights as of `epoch`, 0-based) on the test set and logs to the active run: test
-    metrics (per digit too), the per-digit table and most-confused pairs, figures (through `log_figure`:
+    metrics (per digit too), the per-digit table, most-confused pairs and misclassified digits, figures (through `log_figure`:
     `mlflow.log_figure` by default), and the model itself, taking raw pixels (the data's normalization inside it).
 
     The model is logged at step `epoch`, so that MLflow's logged-model record carries that epoch's metrics; the
@@ -94,6 +112,7 @@ def record_evaluation(
     probabilities = model.predict(data.x_test, batch_size=batch_size, verbose=0)
     labels, predicted = data.y_test.argmax(axis=1), probabilities.argmax(axis=1)
     log_figure(figures.misclassified(data.x_test, labels, probabilities), "figures/misclassified.png")
+    mlflow.log_table(misclassified_table(data, labels, probabilities), "evaluation/misclassified.json")
     log_figure(figures.confusion_matrix(labels, predicted, data.num_classes), "figures/confusion_matrix.png")
     scores, table, confused = per_class_scores(labels, predicted, data.num_classes)
     mlflow.log_table(table, "evaluation/per_class.json")

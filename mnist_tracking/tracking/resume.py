@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from omegaconf import DictConfig
 
 from mnist_tracking.errors import ConfigError
@@ -170,21 +172,25 @@ def _named_run(client: mlflow.MlflowClient, run_id: str, cfg: DictConfig) -> mlf
     return run
 
 
-def restore(client: mlflow.MlflowClient, run: mlflow.entities.Run, model, download_dir: Path) -> int:
-    """Loads the run's checkpoint into `model`, from the local copy when this machine has it; returns its epoch."""
-    from mnist_tracking.ml.checkpoint import load_checkpoint  # Keras: not for the sweep's own process
+def restore(
+    client: mlflow.MlflowClient, run: mlflow.entities.Run, model, download_dir: Path
+) -> tuple[int, dict[str, np.ndarray]]:
+    """Loads the run's checkpoint into `model`, from the local copy when this machine has it; returns its epoch and
+    the callbacks' state saved with it."""
+    from mnist_tracking.ml.checkpoint import restore_checkpoint  # Keras: not for the sweep's own process
 
     host, _, local = run.data.tags.get(CHECKPOINT_COPY_TAG, "::").partition(":")
     epoch = int(run.data.tags[CHECKPOINT_EPOCH_TAG])
     if host == socket.gethostname() and Path(local).is_file():
         try:
-            if load_checkpoint(model, Path(local)) == epoch:
-                return epoch
+            restored = restore_checkpoint(model, Path(local))
+            if restored[0] == epoch:
+                return restored
         except (OSError, ValueError) as exc:  # a damaged copy: the run's own is the reference
             log.warning("Local checkpoint %s unusable (%s); using the run's", local, exc)
     download_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return load_checkpoint(
+        return restore_checkpoint(
             model, Path(client.download_artifacts(run.info.run_id, CHECKPOINT_ARTIFACT, str(download_dir)))
         )
     except Exception:  # the next attempt must not pick this checkpoint again: it trains a new run instead
@@ -217,14 +223,22 @@ def recorded_history(client: mlflow.MlflowClient, run_id: str) -> dict[str, list
     }
 
 
-def continue_run(
-    client: mlflow.MlflowClient, run: mlflow.entities.Run, model, output_dir: Path
-) -> tuple[int, dict[str, list[float]]]:
+@dataclass
+class Resumed:
+    """Where a job's fit starts: the first epoch to train, the per-epoch metrics the run has, and the state of the
+    callbacks saved with its checkpoint; a new run starts from nothing."""
+
+    first_epoch: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)
+    callback_state: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def continue_run(client: mlflow.MlflowClient, run: mlflow.entities.Run, model, output_dir: Path) -> Resumed:
     """Loads a claimed stopped run's checkpoint into `model` (downloaded, where this machine has no copy, into the
-    job's `output_dir`/resumed) and notes the attempt on the (active) run; returns the first epoch to train and the
-    per-epoch metrics the run has."""
-    first_epoch = restore(client, run, model, output_dir / "resumed") + 1
+    job's `output_dir`/resumed) and notes the attempt on the (active) run."""
+    epoch, state = restore(client, run, model, output_dir / "resumed")
+    first_epoch = epoch + 1
     attempt = run.data.tags[ATTEMPTS_TAG]
     mlflow.set_tags({RESUMED_FROM_EPOCH_TAG: first_epoch, ATTEMPT_FROM_EPOCH_TAG.format(attempt): first_epoch})
     log.info("Resuming run %s from epoch %d", run.info.run_id, first_epoch)
-    return first_epoch, recorded_history(client, run.info.run_id)
+    return Resumed(first_epoch, recorded_history(client, run.info.run_id), state)

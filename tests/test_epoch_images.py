@@ -1,0 +1,86 @@
+"""What a run shows beyond its metrics: images of every few epochs for MLflow's image grid, and the misclassified
+test digits as a table with an image per row."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_tracking.errors import ConfigError
+from mnist_tracking.ml import images
+from mnist_tracking.names import EPOCH_CONFUSION_KEY, EPOCH_SAMPLE_KEY
+from mnist_tracking.train import train
+from tests.helpers import FIXTURE, artifact_paths, runs
+
+
+def image_steps(store: str, run_id: str) -> dict[str, list[int]]:
+    """The steps of each image key a run logged, as MLflow names the files (`images/<key>+step+<n>+...png`)."""
+    steps = defaultdict(list)
+    for path in artifact_paths(mlflow.MlflowClient(store), run_id, "images"):
+        found = re.fullmatch(r"images/(.+)\+step\+(\d+)\+timestamp\+\d+\+[-0-9a-f]+\.png", path)
+        if found:
+            steps[found[1]].append(int(found[2]))
+    return {key: sorted(values) for key, values in steps.items()}
+
+
+@pytest.mark.parametrize(("every", "epochs", "steps"), [("1", 3, [0, 1, 2]), ("2", 5, [1, 3, 4]), ("0", 2, [])])
+def test_images_every_few_epochs_one_per_key_and_step(make_cfg, store, every, epochs, steps):
+    train(make_cfg(f"mlflow.log_images_every={every}", f"trainer.epochs={epochs}"))
+    [run] = runs(store)
+    expected = {EPOCH_SAMPLE_KEY: steps, EPOCH_CONFUSION_KEY: steps} if steps else {}
+    assert image_steps(store, run.info.run_id) == expected
+    assert (run.data.tags.get("mlflow.loggedImages") == "True") == bool(steps)  # what the UI's image grid looks for
+
+
+def test_images_leave_training_as_it_was(make_cfg, store):
+    with_images = train(make_cfg("model=cnn", "data.limit_train=400", "mlflow.log_images_every=1"))
+    without = train(make_cfg("model=cnn", "data.limit_train=400", "mlflow.log_images_every=0", "trainer.resume=false"))
+    for name in ("loss", "val_accuracy", "test_accuracy"):  # dropout's random state included
+        assert with_images[name] == pytest.approx(without[name], abs=1e-6), name
+
+
+def test_the_confusion_image_shades_counts_and_the_sample_marks_mistakes():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    drawn = images.confusion_matrix(labels, np.array([0, 0, 0, 1, 2, 2]), 3, "t")
+    assert drawn.ndim == 3 and drawn.shape[2] == 3 and drawn.dtype == np.uint8
+    margin, cell = 2 * images.CAPTION + 8, 36
+    corner = drawn[margin + 2, margin + 2].astype(int)  # 3 of class 0 right: the darkest cell
+    empty = drawn[margin + 2, margin + 2 * cell + 2].astype(int)  # class 0 never predicted as 2
+    assert corner.sum() < empty.sum()
+    digits = np.random.default_rng(0).random((4, 8, 8))
+    right = images.digit_grid(digits, np.array([1, 2, 3, 4]), np.array([1, 2, 3, 4]), "t")
+    wrong = images.digit_grid(digits, np.array([1, 2, 3, 4]), np.array([1, 2, 3, 5]), "t")
+    red = lambda image: np.count_nonzero((image[..., 0] > 150) & (image[..., 1] < 100))  # noqa: E731
+    assert red(right) == 0 < red(wrong)
+
+
+def test_the_misclassified_test_digits_are_a_table_with_an_image_per_row(make_cfg, store, tmp_path):
+    metrics = train(make_cfg())
+    [run] = runs(store)
+    client = mlflow.MlflowClient(store)
+    table = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "evaluation/misclassified.json", str(tmp_path))).read_text()
+    )
+    assert table["columns"] == ["test_index", "image", "true", "predicted", "probability"]
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    with np.load(FIXTURE) as data:
+        x_test, y_test = data["x_test"], data["y_test"]
+    assert len(rows) == round((1 - metrics["test_accuracy"]) * len(y_test))
+    for row in rows[:5]:
+        assert row["true"] == y_test[row["test_index"]] != row["predicted"] and 0 < row["probability"] <= 1
+        assert row["image"]["type"] == "image"  # MLflow's image column: the UI shows the picture in the table
+        png = client.download_artifacts(run.info.run_id, row["image"]["filepath"], str(tmp_path))
+        assert np.array_equal(np.asarray(Image.open(png)), x_test[row["test_index"]])  # the digit's own pixels
+
+
+def test_a_negative_image_interval_is_refused_before_any_run(make_cfg, store):
+    with pytest.raises(ConfigError, match=r"mlflow.log_images_every=-1 is invalid: use a whole number of epochs >= 0"):
+        train(make_cfg("mlflow.log_images_every=-1"))
+    assert runs(store) == []
