@@ -51,9 +51,17 @@ def test_grid_sweep_nests_jobs_under_one_parent_with_a_report(grid):
     table = report_table(client, parent.info.run_id)
     assert len(table) == 4 and set(table["run_id"]) == {j.info.run_id for j in jobs}
     assert list(table["val_accuracy"]) == sorted(table["val_accuracy"], reverse=True)
-    assert {"model", "optimizer.learning_rate", "val_loss", "test_accuracy", "epochs", "wall_time_s", "status"} <= set(
-        table
-    )
+    assert {
+        "model",
+        "optimizer.learning_rate",
+        "val_loss",
+        "test_accuracy",
+        "best_val_accuracy",
+        "best_epoch",
+        "epochs",
+        "wall_time_s",
+        "status",
+    } <= set(table)
     assert set(table["model"]) == {"dense", "mlp64"}
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
     assert {"sweep/summary.csv", "sweep/summary.json", "sweep/val_accuracy.png", "sweep/val_loss.png"} <= logged

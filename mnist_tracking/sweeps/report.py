@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from mnist_tracking.names import (
+    BEST_EPOCH_METRIC,
+    BEST_METRIC,
     CURVES,
     OPTIMIZABLE_METRICS,
     OPTIMIZED_DIRECTION_TAG,
@@ -65,6 +67,7 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
     parent = client.get_run(parent_run_id)
     metric = parent.data.tags[OPTIMIZED_METRIC_TAG]
     minimize = parent.data.tags.get(OPTIMIZED_DIRECTION_TAG) == "minimize"
+    best_score = BEST_METRIC.format(metric)  # logged by jobs as they train; absent from older runs
     children = [
         run
         for run in client.search_runs(
@@ -99,6 +102,8 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
             {
                 **values,
                 **{name: run.data.metrics.get(name) for name in OPTIMIZABLE_METRICS},
+                best_score: run.data.metrics.get(best_score),
+                BEST_EPOCH_METRIC: run.data.metrics.get(BEST_EPOCH_METRIC),
                 "epochs": len(history["val_loss"]),
                 "wall_time_s": round((end - run.info.start_time) / 1000, 1),
                 "run_id": run.info.run_id,
@@ -106,7 +111,17 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
                 "reused": run.info.run_id in reused_ids,
             }
         )
-    columns = [*keys, *OPTIMIZABLE_METRICS, "epochs", "wall_time_s", "run_id", "status", "reused"]
+    columns = [
+        *keys,
+        *OPTIMIZABLE_METRICS,
+        best_score,
+        BEST_EPOCH_METRIC,
+        "epochs",
+        "wall_time_s",
+        "run_id",
+        "status",
+        "reused",
+    ]
     table = pd.DataFrame(rows, columns=columns)
     if not table.empty:
         table = table.sort_values(metric, ascending=minimize, na_position="last", kind="stable")
