@@ -50,6 +50,11 @@ class SweepReport:
             return finished[finished["run_id"] == self.groups.iloc[0]["median_run_id"]].iloc[0]
         return finished.iloc[0]
 
+    @property
+    def metric(self) -> str:
+        """The metric the sweep ranks its jobs by."""
+        return self.parent.data.tags[OPTIMIZED_METRIC_TAG]
+
 
 def swept_keys(parent: mlflow.entities.Run) -> list[str]:
     return json.loads(parent.data.tags.get(SWEPT_KEYS_TAG, "[]"))
