@@ -1,9 +1,11 @@
-"""What a sweep's end records on its parent run: the report's tables and figures, and the best job."""
+"""What a sweep's end records on its parent run: the report's tables and figures, the best job, what mattered."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 
 import mlflow
 
@@ -13,14 +15,18 @@ from mnist_tracking.names import (
     BEST_VALUE_TAG_PREFIX,
     CURVES,
     FAILED_JOBS_TAG,
+    IMPORTANCE_METRIC_PREFIX,
     JOBS_PARAM,
+    PARALLEL_COORDINATES_ARTIFACT,
 )
 from mnist_tracking.sweeps.report import SweepReport, swept_keys
 
+log = logging.getLogger(__name__)
+
 
 def log_report(client: mlflow.MlflowClient, sweep: SweepReport) -> None:
-    """Logs the report to the sweep's parent run: the table, the jobs that failed, the best job, every job's curves
-    and the seed groups."""
+    """Logs the report to the sweep's parent run: the table, the jobs that failed, the best job, every job's curves,
+    the seed groups, each swept key's importance and the parallel-coordinates figure."""
     parent_run_id, table = sweep.parent.info.run_id, sweep.table
     if sweep.parent.data.params.get(JOBS_PARAM, str(len(table))) == str(len(table)):
         client.log_param(parent_run_id, JOBS_PARAM, len(table))  # a continued sweep may have logged it
@@ -40,6 +46,7 @@ def log_report(client: mlflow.MlflowClient, sweep: SweepReport) -> None:
         for metric in CURVES:
             figure = figures.seed_bands(sweep.bands[metric], metric, f"{metric} per epoch, mean ± std over seeds")
             client.log_figure(parent_run_id, figure, f"sweep/{metric}_by_seed_group.png")
+    _log_importances(client, sweep)
 
 
 def _log_best(client: mlflow.MlflowClient, sweep: SweepReport) -> None:
@@ -52,3 +59,16 @@ def _log_best(client: mlflow.MlflowClient, sweep: SweepReport) -> None:
         client.set_tag(parent_run_id, f"{BEST_VALUE_TAG_PREFIX}{key}", str(best[key]))
     if best.get(metric) is not None and not math.isnan(best[metric]):
         client.log_metric(parent_run_id, f"best_{metric}", float(best[metric]))
+
+
+def _log_importances(client: mlflow.MlflowClient, sweep: SweepReport) -> None:
+    """Each swept key's importance as a metric (or, at INFO, why there is none), and the parallel coordinates."""
+    parent_run_id, found = sweep.parent.info.run_id, sweep.importances()
+    if found.skipped:
+        log.info("No importance of the swept keys for %s: %s", sweep.metric, found.skipped)
+    now = int(time.time() * 1000)
+    metrics = [mlflow.entities.Metric(f"{IMPORTANCE_METRIC_PREFIX}{k}", v, now, 0) for k, v in found.values.items()]
+    client.log_batch(parent_run_id, metrics=metrics)
+    figure = sweep.parallel_coordinates()
+    if figure is not None:
+        client.log_figure(parent_run_id, figure, PARALLEL_COORDINATES_ARTIFACT)

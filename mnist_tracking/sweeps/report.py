@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -22,6 +23,10 @@ from mnist_tracking.names import (
     SUPERSEDED_TAG,
     SWEPT_KEYS_TAG,
 )
+from mnist_tracking.sweeps import importance
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SEED = "seed"  # the key whose values a seed-aware report averages over
 
@@ -54,6 +59,21 @@ class SweepReport:
     def metric(self) -> str:
         """The metric the sweep ranks its jobs by."""
         return self.parent.data.tags[OPTIMIZED_METRIC_TAG]
+
+    @property
+    def direction(self) -> str:
+        """`maximize` or `minimize` the metric."""
+        return self.parent.data.tags.get(OPTIMIZED_DIRECTION_TAG, "maximize")
+
+    def importances(self) -> importance.Importances:
+        """What mattered: each swept key's fANOVA importance for the metric, or why there is none."""
+        return importance.importances(self.table, swept_keys(self.parent), self.metric, self.direction)
+
+    def parallel_coordinates(self, title_prefix: str = "") -> Figure | None:
+        """Every finished job's swept values and metric, one line each; None with no finished job."""
+        return importance.parallel_coordinates(
+            self.table, swept_keys(self.parent), self.metric, self.direction, title_prefix
+        )
 
 
 def swept_keys(parent: mlflow.entities.Run) -> list[str]:
