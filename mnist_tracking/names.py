@@ -42,6 +42,8 @@ PROMOTED_TAG = "champion_promoted"  # "true" when this sweep's best model took t
 PROMOTION_REASON_TAG = "champion_reason"  # why it did or did not, with both models' scores
 SWEPT_PARAM_PREFIX = "swept."  # + swept key: the values (or search space) the sweep covers
 JOBS_PARAM = "jobs"  # how many jobs the report covers
+IMPORTANCE_METRIC_PREFIX = "importance."  # + swept key: its fANOVA importance for optimized_metric (they sum to 1)
+PARALLEL_COORDINATES_ARTIFACT = "sweep/parallel_coordinates.png"  # every finished job's swept values and metric
 
 # The Model Registry.
 CHAMPION_ALIAS = "champion"  # models:/<registered model>@champion: the best model so far, moved only by a better one

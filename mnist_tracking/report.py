@@ -17,10 +17,7 @@ import pandas as pd
 
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.ml import figures
-from mnist_tracking.names import (
-    CURVES,
-    SWEEP_TAG,
-)
+from mnist_tracking.names import CURVES, PARALLEL_COORDINATES_ARTIFACT, SWEEP_TAG
 from mnist_tracking.sweeps.report import build_report
 from mnist_tracking.tracking.store import existing_store, resolve_tracking_uri
 
@@ -76,7 +73,7 @@ def stale_runs(client: mlflow.MlflowClient, experiment_name: str, older_than_s: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Rebuilds a sweep's report from the tracking store: prints the table, writes CSV and figures."""
+    """Rebuilds a sweep's report from the tracking store: prints the table and what mattered, writes CSV and figures."""
     parser = argparse.ArgumentParser(prog="python -m mnist_tracking.report", description=main.__doc__)
     parser.add_argument("--sweep", help="the sweep's parent run id (default: the latest sweep)")
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db")
@@ -126,6 +123,14 @@ def main(argv: list[str] | None = None) -> None:
                 report.bands[metric], metric, f"sweep {parent_id}: {metric}, mean ± std over seeds"
             ).savefig(out / f"{metric}_by_seed_group.png")
             written.append(out / f"{metric}_by_seed_group.png")
+    found = report.importances()
+    if not found.skipped:
+        found.frame().to_csv(out / "importance.csv", index=False)
+        written.append(out / "importance.csv")
+    figure = report.parallel_coordinates(f"sweep {parent_id}\n")  # the id on a line of its own: it is long
+    if figure is not None:
+        figure.savefig(out / Path(PARALLEL_COORDINATES_ARTIFACT).name)
+        written.append(out / Path(PARALLEL_COORDINATES_ARTIFACT).name)
     with pd.option_context("display.width", 250, "display.max_columns", None):
         print(f"Sweep {parent_id} ({report.parent.info.status}), {len(report.table)} jobs, best first:")
         print(report.table.to_string(index=False))
@@ -135,6 +140,10 @@ def main(argv: list[str] | None = None) -> None:
                 f"(best run: the median seed of the first):"
             )
             print(report.groups.to_string(index=False))
+        print(f"\nImportance of each swept key for {report.metric} (fANOVA over the finished jobs)", end="")
+        print(f": skipped, {found.skipped}." if found.skipped else ", summing to 1:")
+        if not found.skipped:
+            print(found.frame().to_string(index=False))
     log.info("Wrote %s", ", ".join(map(str, written)))
 
 

@@ -6,10 +6,14 @@ import time
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from mnist_tracking import report
 from mnist_tracking.names import (
+    BEST_EPOCH_METRIC,
+    BEST_METRIC,
+    OPTIMIZABLE_METRICS,
     OPTIMIZED_DIRECTION_TAG,
     OPTIMIZED_METRIC_TAG,
     PARENT_RUN_TAG,
@@ -113,3 +117,24 @@ def test_a_sweep_that_does_not_vary_seed_has_no_groups(store):
     client = mlflow.MlflowClient(store)
     _, parent = sweep_parent(client, '["model"]')
     assert report.build_report(client, parent).groups is None
+
+
+def test_the_table_shows_each_jobs_best_score_and_epoch_and_nothing_for_a_run_without_them(store):
+    client = mlflow.MlflowClient(store)
+    experiment, parent = sweep_parent(client, '["model"]')
+    tracked, older = (
+        client.create_run(experiment, tags={PARENT_RUN_TAG: parent, "overrides": f'["model={m}"]'}).info.run_id
+        for m in ("mlp64", "dense")
+    )
+    for run, final in ((tracked, 0.9), (older, 0.8)):
+        client.log_metric(run, "val_accuracy", final)
+        client.set_terminated(run)
+    client.log_metric(tracked, BEST_METRIC.format("val_accuracy"), 0.95)
+    client.log_metric(tracked, BEST_EPOCH_METRIC, 3)
+    table = report.build_report(client, parent).table
+    columns = list(table)
+    after_metrics = columns.index(OPTIMIZABLE_METRICS[-1]) + 1
+    assert columns[after_metrics : after_metrics + 2] == ["best_val_accuracy", "best_epoch"]
+    first, second = table.to_dict("records")
+    assert (first["run_id"], first["best_val_accuracy"], first["best_epoch"]) == (tracked, 0.95, 3)
+    assert second["run_id"] == older and pd.isna(second["best_val_accuracy"]) and pd.isna(second["best_epoch"])

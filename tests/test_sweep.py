@@ -10,6 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from mnist_tracking import report
 from tests.helpers import (
     FIXTURE,
     GRID,
@@ -51,9 +52,17 @@ def test_grid_sweep_nests_jobs_under_one_parent_with_a_report(grid):
     table = report_table(client, parent.info.run_id)
     assert len(table) == 4 and set(table["run_id"]) == {j.info.run_id for j in jobs}
     assert list(table["val_accuracy"]) == sorted(table["val_accuracy"], reverse=True)
-    assert {"model", "optimizer.learning_rate", "val_loss", "test_accuracy", "epochs", "wall_time_s", "status"} <= set(
-        table
-    )
+    assert {
+        "model",
+        "optimizer.learning_rate",
+        "val_loss",
+        "test_accuracy",
+        "best_val_accuracy",
+        "best_epoch",
+        "epochs",
+        "wall_time_s",
+        "status",
+    } <= set(table)
     assert set(table["model"]) == {"dense", "mlp64"}
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
     assert {"sweep/summary.csv", "sweep/summary.json", "sweep/val_accuracy.png", "sweep/val_loss.png"} <= logged
@@ -92,6 +101,30 @@ def test_report_cli_rebuilds_the_table_from_the_store(grid, tmp_path):
         assert len(table) == 4 and table.equals(report_table(mlflow.MlflowClient(store_of(grid)), parent.info.run_id))
         assert (tmp_path / "report" / "val_accuracy.png").stat().st_size > 0
         assert (tmp_path / "report" / "val_loss.png").stat().st_size > 0
+
+
+def test_a_sweep_records_what_mattered_and_the_report_rebuilds_it(tmp_path, capsys):
+    keys = ["model.hidden_units", "optimizer.learning_rate"]
+    grid = ["-m", "model.hidden_units=8,16,32", "optimizer.learning_rate=0.01,0.1", "trainer.epochs=1"]
+    code, out = run_cli([*grid, f"data.path={FIXTURE}"], tmp_path)
+    assert code == 0, out
+    store = store_of(tmp_path)
+    [parent], children = sweep_runs(store)
+    assert len(children[parent.info.run_id]) == 6
+    logged = {
+        key.removeprefix("importance."): v for key, v in parent.data.metrics.items() if key.startswith("importance.")
+    }
+    assert logged.keys() == set(keys) and sum(logged.values()) == pytest.approx(1, abs=1e-6)
+    client = mlflow.MlflowClient(store)
+    assert "sweep/parallel_coordinates.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
+
+    report.main(["--sweep", parent.info.run_id, "--out", str(tmp_path / "report"), "--tracking-uri", store])
+    rebuilt = pd.read_csv(tmp_path / "report" / "importance.csv")
+    assert dict(zip(rebuilt["key"], rebuilt["importance"])) == pytest.approx(logged)
+    assert (tmp_path / "report" / "parallel_coordinates.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "Importance of each swept key for val_accuracy" in printed
+    assert all(key in printed.split("Importance of each swept key")[1] for key in keys)
 
 
 def test_skip_finished_reruns_nothing_and_links_the_earlier_runs(grid):

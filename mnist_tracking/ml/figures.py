@@ -6,7 +6,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure  # pyplot-free: no global figure state, no display needed
 
 # A run's own figures are laid out by hand: Matplotlib's constrained layout measured every label again at each draw,
@@ -61,6 +64,64 @@ def seed_bands(bands: Mapping[str, tuple[Sequence[float], Sequence[float]]], met
         epochs, mean, std = np.arange(1, len(band_mean) + 1), np.asarray(band_mean), np.asarray(band_std)
         ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
     return fig
+
+
+def parallel_coordinates(
+    axes: Mapping[str, Sequence[float] | Sequence[str]],
+    scores: Sequence[float],
+    metric: str,
+    title: str,
+    minimize: bool,
+) -> Figure:
+    """One line per job across a vertical axis per key (numbers or categories) and a last one for its `metric`
+    score, colored by that score (the last axis reads as the color's scale), the best on top in the brightest color."""
+    fig = Figure(figsize=(max(6.0, 2.0 * (len(axes) + 1)), 4.5), layout="constrained")
+    ax = fig.subplots()
+    columns = [_axis_positions(values) for values in axes.values()]
+    columns.append(_axis_positions([float(score) for score in scores], ticks=5))
+    points = np.stack([positions for positions, _ in columns], axis=1)  # job x axis
+    order = np.argsort(scores)[::-1] if minimize else np.argsort(scores)  # the best last, on top
+    cmap = colormaps["viridis_r" if minimize else "viridis"]
+    norm = Normalize(min(scores), max(scores))
+    lines = LineCollection([np.column_stack([np.arange(len(columns)), points[i]]) for i in order], cmap=cmap, norm=norm)
+    lines.set_array(np.asarray(scores, dtype=float)[order])
+    ax.add_collection(lines)
+    for x, (_, ticks) in enumerate(columns):
+        ax.axvline(x, color="0.5", linewidth=1)
+        for y, label in ticks:
+            ax.text(x + 0.03, y, label, va="center", fontsize=8, bbox=dict(facecolor="white", alpha=0.7, linewidth=0))
+    ax.set(xlim=(-0.1, len(columns) - 0.6), ylim=(-0.05, 1.05), yticks=[], title=title)
+    ax.set_xticks(range(len(columns)), [*axes, metric])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return fig
+
+
+def _axis_positions(
+    values: Sequence[float] | Sequence[str], ticks: int = 8
+) -> tuple[np.ndarray, list[tuple[float, str]]]:
+    """Each value's height (0 to 1) on its axis, and the axis's labeled ticks as (height, label).
+
+    Numbers sit by value (by log where they span two decades or more, as learning rates do), each distinct one
+    labeled when there are at most `ticks`; categories are spread evenly, in sorted order.
+    """
+    if not all(isinstance(value, float) for value in values):
+        categories = sorted(set(map(str, values)))
+        spread = np.linspace(0, 1, len(categories)) if len(categories) > 1 else np.array([0.5])
+        height = dict(zip(categories, spread))
+        return np.array([height[str(value)] for value in values]), [(height[c], c) for c in categories]
+    numbers = np.asarray(values, dtype=float)
+    log = numbers.min() > 0 and numbers.max() >= 100 * numbers.min()
+    scaled = np.log10(numbers) if log else numbers
+    low, high = scaled.min(), scaled.max()
+    if high == low:
+        return np.full(len(numbers), 0.5), [(0.5, f"{numbers[0]:.4g}")]
+    distinct = np.unique(scaled)
+    marks = distinct if len(distinct) <= ticks else np.linspace(low, high, 5)
+    labels = [f"{10**mark if log else mark:.4g}" for mark in marks]
+    return (scaled - low) / (high - low), [
+        (float((mark - low) / (high - low)), label) for mark, label in zip(marks, labels)
+    ]
 
 
 def misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, max_digits: int = 25) -> Figure:

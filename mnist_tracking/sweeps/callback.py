@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,10 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from mnist_tracking.config.checks import check_sweep
 from mnist_tracking.errors import ConfigError
-from mnist_tracking.ml import figures
 from mnist_tracking.names import (
     ATTEMPTS_TAG,
-    BEST_RUN_TAG,
-    BEST_VALUE_TAG_PREFIX,
     CHAMPION_ALIAS,
     CHAMPION_TAG,
-    CURVES,
-    FAILED_JOBS_TAG,
-    JOBS_PARAM,
     LAUNCHER_TAG,
     OPTIMIZED_DIRECTION_TAG,
     OPTIMIZED_METRIC_TAG,
@@ -41,7 +34,7 @@ from mnist_tracking.names import (
     SWEPT_PARAM_PREFIX,
 )
 from mnist_tracking.runtime.redaction import redact, redact_text
-from mnist_tracking.sweeps import report
+from mnist_tracking.sweeps import record, report
 from mnist_tracking.sweeps.space import swept_values
 from mnist_tracking.tracking import store
 from mnist_tracking.tracking.identity import source_tags, sweep_hash
@@ -150,27 +143,11 @@ class MlflowSweepCallback(Callback):
         parent_run_id = self._parent_run_id
         self._end_running_children(client, RunStatus.FAILED)  # a job whose worker died could not end its run
         sweep = report.build_report(client, parent_run_id)
-        table = sweep.table
-        if client.get_run(parent_run_id).data.params.get(JOBS_PARAM, str(len(table))) == str(len(table)):
-            client.log_param(parent_run_id, JOBS_PARAM, len(table))  # a continued sweep may have logged it
+        record.log_report(client, sweep)
+        table, best = sweep.table, sweep.best
         failed = table[table["status"] != "FINISHED"]
-        client.log_table(parent_run_id, data=table, artifact_file="sweep/summary.json")
-        client.log_text(parent_run_id, table.to_csv(index=False), "sweep/summary.csv")
-        for metric in CURVES:
-            figure = figures.sweep_curves(sweep.curves[metric], metric, f"{metric} per epoch, every job")
-            client.log_figure(parent_run_id, figure, f"sweep/{metric}.png")
-        if sweep.groups is not None:  # the sweep varies seed: the jobs that differ only in it, as one row
-            client.log_table(parent_run_id, data=sweep.groups, artifact_file="sweep/groups.json")
-            client.log_text(parent_run_id, sweep.groups.to_csv(index=False), "sweep/groups.csv")
-            assert sweep.bands is not None, "build_report sets bands with groups"
-            for metric in CURVES:
-                figure = figures.seed_bands(sweep.bands[metric], metric, f"{metric} per epoch, mean ± std over seeds")
-                client.log_figure(parent_run_id, figure, f"sweep/{metric}_by_seed_group.png")
-        if len(failed):
-            client.set_tag(parent_run_id, FAILED_JOBS_TAG, json.dumps(failed["run_id"].tolist()))
-        best = sweep.best
-        if best is not None:
-            self._record_best(client, config, best, report.swept_keys(sweep.parent))
+        if best is not None and config.sweep.register_best:
+            self._register_best(client, config, best["run_id"])
         status = RunStatus.FAILED if len(failed) else RunStatus.FINISHED
         self._close(status)
         self._sigterm.restore()
@@ -192,20 +169,14 @@ class MlflowSweepCallback(Callback):
             # Hydra turns a callback's exceptions into warnings; the sweep's exit status must still say it failed.
             raise SystemExit(1)
 
-    def _record_best(self, client: mlflow.MlflowClient, config: DictConfig, best: Any, keys: list[str]) -> None:
-        metric = config.optimized_metric
+    def _register_best(self, client: mlflow.MlflowClient, config: DictConfig, best_run_id: str) -> None:
+        """Registers the best job's model and moves the champion alias to it if it scores better."""
         parent_run_id = self._parent_run_id
-        client.set_tag(parent_run_id, BEST_RUN_TAG, best["run_id"])
-        for key in keys:
-            client.set_tag(parent_run_id, f"{BEST_VALUE_TAG_PREFIX}{key}", str(best[key]))
-        if best.get(metric) is not None and not math.isnan(best[metric]):
-            client.log_metric(parent_run_id, f"best_{metric}", float(best[metric]))
-        version = config.sweep.register_best and register_run_model(
-            client, best["run_id"], config.sweep.registered_model_name
-        )
+        version = register_run_model(client, best_run_id, config.sweep.registered_model_name)
         if version:
             client.set_tag(parent_run_id, REGISTERED_MODEL_TAG, f"{version.name}/{version.version}")
-            promoted, reason = promote_if_better(client, version, metric, config.optimized_direction == "minimize")
+            minimize = config.optimized_direction == "minimize"
+            promoted, reason = promote_if_better(client, version, config.optimized_metric, minimize)
             champion = client.get_model_version_by_alias(version.name, CHAMPION_ALIAS)
             tags = {
                 PROMOTED_TAG: str(promoted).lower(),

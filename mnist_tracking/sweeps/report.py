@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
 import pandas as pd
 
 from mnist_tracking.names import (
+    BEST_EPOCH_METRIC,
+    BEST_METRIC,
     CURVES,
     OPTIMIZABLE_METRICS,
     OPTIMIZED_DIRECTION_TAG,
@@ -20,6 +23,10 @@ from mnist_tracking.names import (
     SUPERSEDED_TAG,
     SWEPT_KEYS_TAG,
 )
+from mnist_tracking.sweeps import importance
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SEED = "seed"  # the key whose values a seed-aware report averages over
 
@@ -48,6 +55,26 @@ class SweepReport:
             return finished[finished["run_id"] == self.groups.iloc[0]["median_run_id"]].iloc[0]
         return finished.iloc[0]
 
+    @property
+    def metric(self) -> str:
+        """The metric the sweep ranks its jobs by."""
+        return self.parent.data.tags[OPTIMIZED_METRIC_TAG]
+
+    @property
+    def direction(self) -> str:
+        """`maximize` or `minimize` the metric."""
+        return self.parent.data.tags.get(OPTIMIZED_DIRECTION_TAG, "maximize")
+
+    def importances(self) -> importance.Importances:
+        """What mattered: each swept key's fANOVA importance for the metric, or why there is none."""
+        return importance.importances(self.table, swept_keys(self.parent), self.metric, self.direction)
+
+    def parallel_coordinates(self, title_prefix: str = "") -> Figure | None:
+        """Every finished job's swept values and metric, one line each; None with no finished job."""
+        return importance.parallel_coordinates(
+            self.table, swept_keys(self.parent), self.metric, self.direction, title_prefix
+        )
+
 
 def swept_keys(parent: mlflow.entities.Run) -> list[str]:
     return json.loads(parent.data.tags.get(SWEPT_KEYS_TAG, "[]"))
@@ -65,6 +92,7 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
     parent = client.get_run(parent_run_id)
     metric = parent.data.tags[OPTIMIZED_METRIC_TAG]
     minimize = parent.data.tags.get(OPTIMIZED_DIRECTION_TAG) == "minimize"
+    best_score = BEST_METRIC.format(metric)  # logged by jobs as they train; absent from older runs
     children = [
         run
         for run in client.search_runs(
@@ -99,6 +127,8 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
             {
                 **values,
                 **{name: run.data.metrics.get(name) for name in OPTIMIZABLE_METRICS},
+                best_score: run.data.metrics.get(best_score),
+                BEST_EPOCH_METRIC: run.data.metrics.get(BEST_EPOCH_METRIC),
                 "epochs": len(history["val_loss"]),
                 "wall_time_s": round((end - run.info.start_time) / 1000, 1),
                 "run_id": run.info.run_id,
@@ -106,7 +136,17 @@ def build_report(client: mlflow.MlflowClient, parent_run_id: str) -> SweepReport
                 "reused": run.info.run_id in reused_ids,
             }
         )
-    columns = [*keys, *OPTIMIZABLE_METRICS, "epochs", "wall_time_s", "run_id", "status", "reused"]
+    columns = [
+        *keys,
+        *OPTIMIZABLE_METRICS,
+        best_score,
+        BEST_EPOCH_METRIC,
+        "epochs",
+        "wall_time_s",
+        "run_id",
+        "status",
+        "reused",
+    ]
     table = pd.DataFrame(rows, columns=columns)
     if not table.empty:
         table = table.sort_values(metric, ascending=minimize, na_position="last", kind="stable")
