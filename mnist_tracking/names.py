@@ -23,6 +23,8 @@ MOST_CONFUSED_TAG = "most_confused"  # the test set's three most-confused digit 
 DIVERGED_TAG = "diverged"  # "true" when the loss stopped being finite: resuming would diverge again
 CHECKPOINT_UNUSABLE_TAG = "checkpoint_unusable"  # "true" when the checkpoint could not be loaded: not continued
 SUPERSEDED_TAG = "superseded_by"  # a newer run of the same job in the same sweep, which the report shows instead
+# Also on a sweep's parent: the config's `tags` under their own names, and its `notes` as this MLflow tag.
+NOTE_TAG = "mlflow.note.content"  # MLflow's own: the run's description, shown on its page in the UI
 
 # On a sweep's parent run.
 SWEEP_TAG = "sweep"  # "true" on a multirun's parent run

@@ -6,7 +6,10 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+from omegaconf import DictConfig
+
 from mnist_tracking import names
+from mnist_tracking.tracking.inputs import flatten_config
 from tests.helpers import ROOT, compose_config
 
 PACKAGE = ROOT / "mnist_tracking"
@@ -109,3 +112,29 @@ def test_every_group_option_matches_its_typed_signature():
                 assert keys <= data_fields, option
     root = {f.name for f in dataclasses.fields(GROUPS[None])}
     assert root <= set(OmegaConf.load(ROOT / "conf" / "config.yaml"))
+
+
+def unknown_keys(overlay: Path, composed: DictConfig) -> list[str]:
+    """The keys a `# @package _global_` file sets that the composed config lacks: a misspelt key would add a new
+    one that nothing reads. Its defaults list and Hydra's own node are Hydra's to check."""
+    from omegaconf import OmegaConf
+
+    leaves = flatten_config({k: v for k, v in OmegaConf.to_container(OmegaConf.load(overlay)).items()})
+    return [
+        key
+        for key in leaves
+        if key.split(".")[0] not in ("defaults", "hydra")
+        and OmegaConf.select(composed, key, default=KeyError) is KeyError
+    ]
+
+
+def test_global_overlays_set_only_keys_the_config_has(tmp_path):
+    composed = compose_config([])
+    overlays = [p for p in sorted((ROOT / "conf").glob("*/*.yaml")) if p.read_text().startswith("# @package _global_")]
+    assert {p.parent.name for p in overlays} >= {"experiment", "hparams_search", "debug", "local"}
+    assert {str(p.relative_to(ROOT)): unknown_keys(p, composed) for p in overlays} == {
+        str(p.relative_to(ROOT)): [] for p in overlays
+    }
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("# @package _global_\ndata:\n  limit_trian: 10\ntrainer:\n  epochs: 1\n")
+    assert unknown_keys(typo, composed) == ["data.limit_trian"]

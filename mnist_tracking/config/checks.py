@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from mnist_tracking.config import schema
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.sweeps.space import swept_values
+from mnist_tracking.tracking.labels import check_labels
 
 
 def _is_int(value: Any) -> bool:
@@ -40,6 +41,7 @@ def check_config(cfg: DictConfig) -> None:
     """Raises ConfigError for the first value that cannot work: the schema's types and rules (config/schema.py),
     then the keys of the groups that name a function (model, optimizer, callbacks) and the cross-field rules."""
     schema.check(cfg)
+    check_labels(cfg)
     lr = cfg.optimizer.get("learning_rate")
     if not _is_number(lr) or lr <= 0:
         _fail("optimizer.learning_rate", lr, "use a number > 0, e.g. 0.01")
@@ -89,6 +91,7 @@ def check_config(cfg: DictConfig) -> None:
 
 def check_sweep(config: DictConfig) -> None:
     """Raises ConfigError for a multirun setting that cannot work (before the sweep's parent run opens)."""
+    check_labels(config)  # the parent run takes its tags from the sweep's config
     if "backend" in swept_values(config):
         _fail(
             "backend",

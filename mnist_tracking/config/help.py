@@ -9,12 +9,17 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The root config's `optional local: default`: composed when the (git-ignored) file exists; example.yaml, committed,
+# is a starting point, not an option to select.
+LOCAL = "local: default, composed when conf/local/default.yaml exists ({}; start from conf/local/example.yaml)\n"
 
 
 def config_groups(conf_dir: Path = CONF_DIR) -> str:
     """One line per config group of this project, with its options (Hydra's own groups left out)."""
     return "".join(
-        f"{group.name}: {', '.join(sorted(option.stem for option in group.glob('*.yaml')))}\n"
+        LOCAL.format("present" if (group / "default.yaml").is_file() else "absent")
+        if group.name == "local"
+        else f"{group.name}: {', '.join(sorted(option.stem for option in group.glob('*.yaml')))}\n"
         for group in sorted(conf_dir.iterdir())
         if group.is_dir() and group.name != "hydra"
     )

@@ -57,6 +57,10 @@ class Root:
     seed: int = rule(lambda v: 0 <= v < 2**32, "use a whole number from 0 to 2**32 - 1, e.g. 42")
     optimized_metric: str = one_of(OPTIMIZABLE_METRICS)
     optimized_direction: str = one_of(DIRECTIONS)
+    # What describes a run (tracking/labels.py checks the tags' names and values): values from the command line
+    # may be numbers or booleans, recorded as text.
+    tags: dict[str, Any] = rule(lambda v: True, "use a mapping of tag names to values, e.g. +tags.purpose=baseline")
+    notes: str | None = rule(lambda v: True, 'use null or a text, quoted when it has a comma: notes="why, this run"')
 
 
 @dataclasses.dataclass

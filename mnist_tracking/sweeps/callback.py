@@ -36,7 +36,7 @@ from mnist_tracking.names import (
 from mnist_tracking.runtime.redaction import redact, redact_text
 from mnist_tracking.sweeps import record, report
 from mnist_tracking.sweeps.space import swept_values
-from mnist_tracking.tracking import store
+from mnist_tracking.tracking import labels, store
 from mnist_tracking.tracking.identity import source_tags, sweep_hash
 from mnist_tracking.tracking.registry import promote_if_better, register_run_model
 from mnist_tracking.tracking.resume import claim_sweep, owner_tags
@@ -111,7 +111,7 @@ class MlflowSweepCallback(Callback):
             self.parent_run_id = stopped.info.run_id
             log.info("Continuing sweep %s (attempt %s)", self.parent_run_id, stopped.data.tags[ATTEMPTS_TAG])
         else:
-            tags |= {SWEEP_HASH_TAG: hashed, **owner_tags()}
+            tags |= {SWEEP_HASH_TAG: hashed, **owner_tags(), **labels.user_tags(config)}
             self.parent_run_id = client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
         # Whatever ends this process early (an exception, Ctrl-C, SIGTERM), the parent is closed: by the command as
         # the exception leaves it (`close_open_sweeps`), ahead of exit handlers that a launcher registers later

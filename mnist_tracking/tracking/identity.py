@@ -14,13 +14,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_tracking.names import COMMAND_TAG, GIT_COMMIT_TAG
 from mnist_tracking.runtime.redaction import redact_text
+from mnist_tracking.tracking.labels import DESCRIPTIVE_KEYS
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """A hash of what determines a job's result: the resolved config less where and how it is tracked."""
+    """A hash of what determines a job's result: the resolved config less where and how it is tracked, and less
+    what describes it (`tags`, `notes`)."""
     # A DictConfig's container is a dict (the stub's return type covers every node kind).
     container = _as_first_released(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
-    for key in ("mlflow", "sweep"):
+    for key in ("mlflow", "sweep", *DESCRIPTIVE_KEYS):
         container.pop(key, None)
     for key in ("resume", "checkpoint_every"):  # how a run is kept and continued, not what it computes
         container.get("trainer", {}).pop(key, None)
@@ -57,10 +59,15 @@ def _as_first_released(container: dict) -> dict:
 def sweep_hash(config: DictConfig) -> str:
     """A hash of what defines a sweep: its command-line overrides, its search space, and its base config.
 
-    The same multirun command gives the same hash, so that running it again can continue the sweep.
+    The same multirun command gives the same hash, so that running it again can continue the sweep, whatever
+    tags and notes it gives.
     """
     excluded = set(config.hydra.job.config.override_dirname.exclude_keys)  # set by the sweep, not the user
-    overrides = sorted(o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded)
+    overrides = sorted(
+        o
+        for o in config.hydra.overrides.task
+        if (key := o.split("=", 1)[0].lstrip("+~")) not in excluded and key.split(".")[0] not in DESCRIPTIVE_KEYS
+    )
     params = {key: str(value) for key, value in (config.hydra.sweeper.get("params") or {}).items()}
     top_keys = cast(list[str], [key for key in config if key != "hydra"])  # a Hydra config's keys are strings
     base = config_hash(OmegaConf.masked_copy(config, top_keys))

@@ -17,6 +17,7 @@ from mnist_tracking.names import (
     DATASET_SPLITS,
 )
 from mnist_tracking.runtime.redaction import redact
+from mnist_tracking.tracking.labels import DESCRIPTIVE_KEYS
 from mnist_tracking.tracking.store import store_lock
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,11 @@ def flatten_config(cfg: DictConfig | Mapping[str, Any], prefix: str = "") -> dic
 def log_config(cfg: DictConfig, overrides: list[str], logged: Mapping[str, str] | None = None) -> None:
     """Logs every config leaf as a param, and the resolved config and overrides as YAML artifacts (secrets masked).
 
-    `logged`: params the run has already (a resumed run); they keep their first values.
+    `logged`: params the run has already (a resumed run); they keep their first values. `tags` and `notes` are the
+    run's tags (tracking/labels.py), not params: a continued run takes the new ones, and a note may be long.
     """
     container = redact(OmegaConf.to_container(cfg, resolve=True))
-    mlflow.log_params({key: value for key, value in flatten_config(container).items() if key not in (logged or {})})
+    params = {key: value for key, value in container.items() if key not in DESCRIPTIVE_KEYS}
+    mlflow.log_params({key: value for key, value in flatten_config(params).items() if key not in (logged or {})})
     mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(container)), "config/config.yaml")
     mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(redact(list(overrides)))), "config/overrides.yaml")

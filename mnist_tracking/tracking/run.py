@@ -31,6 +31,7 @@ from mnist_tracking.runtime.redaction import redact
 from mnist_tracking.tracking import resume
 from mnist_tracking.tracking.identity import config_hash, source_tags
 from mnist_tracking.tracking.inputs import datasets, log_config, log_datasets
+from mnist_tracking.tracking.labels import user_tags
 from mnist_tracking.tracking.resume import owner_tags
 from mnist_tracking.tracking.store import ui_command
 
@@ -65,11 +66,13 @@ class SigtermAsInterrupt:
 
 
 def run_tags(job: Job, cfg: DictConfig) -> dict[str, str]:
-    """Tags that say where a run came from, how to run it again, and which sweep it belongs to."""
+    """Tags that say where a run came from, how to run it again, which sweep it belongs to, and what the user says
+    about it (`tags`, `notes`)."""
     tags = {
         **source_tags(job.launch_dir, job.overrides, one_job=True),
         OVERRIDES_TAG: json.dumps(redact(job.overrides)),
         CONFIG_HASH_TAG: config_hash(cfg),
+        **user_tags(cfg),
     }
     if cfg.mlflow.get("parent_run_id"):
         tags[PARENT_RUN_TAG] = cfg.mlflow.parent_run_id
@@ -80,13 +83,13 @@ def open_run(
     tracking_uri: str, experiment_id: str, job: Job, cfg: DictConfig, stopped: mlflow.entities.Run | None
 ) -> contextlib.AbstractContextManager[mlflow.ActiveRun]:
     """`tracked_run` for a job: a new run with its tags, or the `stopped` run continued (it keeps its tags: its
-    command, overrides and parent; only the owner changes)."""
+    command, overrides and parent; the owner changes, and this command's `tags` and `notes` are added)."""
     interval = cfg.mlflow.system_metrics_interval if cfg.mlflow.log_system_metrics else None
     return tracked_run(
         tracking_uri,
         experiment_id,
         job.name,
-        {} if stopped else run_tags(job, cfg),
+        user_tags(cfg) if stopped else run_tags(job, cfg),
         run_id=stopped.info.run_id if stopped else None,
         system_metrics_interval=interval,
     )
