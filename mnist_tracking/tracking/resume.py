@@ -92,42 +92,57 @@ def resumable(run: mlflow.entities.Run) -> bool:
     )
 
 
-def claim_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
-    """The run this job continues, claimed for this process; None: train a new run.
+def find_run_to_continue(
+    client: mlflow.MlflowClient, experiment_id: str, cfg: DictConfig, new_sweep: bool = False
+) -> mlflow.entities.Run | None:
+    """The run this job would continue, found without claiming it (what `claim_run` claims); None: a new run.
 
     `trainer.resume`: auto takes the latest stopped run of the same config (and the same sweep parent,
-    or none) that has a checkpoint; a run id takes that run; false takes none. Under the store's lock,
-    so that two identical jobs never take the same run.
+    or none) that has a checkpoint; a run id takes that run; false takes none. `new_sweep`: the job's
+    sweep parent is yet to be created (a dry run), so auto finds no run of it.
     """
     wanted = cfg.trainer.resume
     if wanted is False:
         return None
+    if wanted != "auto":
+        return _named_run(client, str(wanted), cfg)
+    if new_sweep:
+        return None
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    parent = cfg.mlflow.get("parent_run_id")
+    return next((r for r in found if r.data.tags.get(PARENT_RUN_TAG) == parent and resumable(r)), None)
+
+
+def claim_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
+    """The run this job continues (`find_run_to_continue`), claimed for this process; None: train a new run.
+
+    Under the store's lock, so that two identical jobs never take the same run.
+    """
     client = mlflow.MlflowClient(tracking_uri)
     with store_lock(tracking_uri):
-        if wanted == "auto":
-            found = client.search_runs(
-                [experiment_id],
-                filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and attributes.status != 'FINISHED'",
-                order_by=["attributes.start_time DESC"],
-            )
-            parent = cfg.mlflow.get("parent_run_id")
-            run = next((r for r in found if r.data.tags.get(PARENT_RUN_TAG) == parent and resumable(r)), None)
-        else:
-            run = _named_run(client, str(wanted), cfg)
+        run = find_run_to_continue(client, experiment_id, cfg)
         return run and _take(client, run)
 
 
+def find_stopped_sweep(client: mlflow.MlflowClient, experiment_id: str, sweep_hash: str) -> mlflow.entities.Run | None:
+    """The latest stopped parent (KILLED, FAILED, or RUNNING with its process gone) of the same sweep; None: none."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{SWEEP_HASH_TAG} = '{sweep_hash}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return next((r for r in found if is_stopped(r)), None)
+
+
 def claim_sweep(tracking_uri: str, experiment_id: str, sweep_hash: str) -> mlflow.entities.Run | None:
-    """The stopped sweep parent (KILLED, FAILED, or RUNNING with its process gone) of the same sweep, claimed for
-    this process; None: start a new sweep."""
+    """The stopped sweep (`find_stopped_sweep`) this sweep continues, claimed for this process; None: a new one."""
     client = mlflow.MlflowClient(tracking_uri)
     with store_lock(tracking_uri):
-        found = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.{SWEEP_HASH_TAG} = '{sweep_hash}' and attributes.status != 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-        )
-        run = next((r for r in found if is_stopped(r)), None)
+        run = find_stopped_sweep(client, experiment_id, sweep_hash)
         return run and _take(client, run)
 
 
@@ -145,10 +160,7 @@ def _named_run(client: mlflow.MlflowClient, run_id: str, cfg: DictConfig) -> mlf
     try:
         run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
-        raise ConfigError(
-            f"trainer.resume={run_id!r} is invalid: no such run; use auto, false or the id of a "
-            "stopped run with a checkpoint."
-        ) from None
+        raise unknown_run(run_id) from None
     if run.info.status == "FINISHED" or (run.info.status == "RUNNING" and not owner_is_gone(run.data.tags)):
         raise ConfigError(
             f"trainer.resume={run_id!r} is invalid: the run is {run.info.status}"
@@ -168,6 +180,14 @@ def _named_run(client: mlflow.MlflowClient, run_id: str, cfg: DictConfig) -> mlf
             "(its `command` tag) and trainer.resume=" + run_id + "."
         )
     return run
+
+
+def unknown_run(run_id: str) -> ConfigError:
+    """The error for `trainer.resume=<run id>` where the store has no such run."""
+    return ConfigError(
+        f"trainer.resume={run_id!r} is invalid: no such run; use auto, false or the id of a "
+        "stopped run with a checkpoint."
+    )
 
 
 def restore(client: mlflow.MlflowClient, run: mlflow.entities.Run, model, download_dir: Path) -> int:
