@@ -16,7 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError
 
@@ -84,8 +84,13 @@ def start_job(cfg: DictConfig) -> Job:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Runs `train` for one Hydra job and returns `optimized_metric` for sweepers."""
+    """Runs `train` for one Hydra job and returns `optimized_metric` for sweepers (with `sweep.dry_run`: says what
+    `train` would do, and returns nan)."""
     try:
+        if OmegaConf.select(cfg, "sweep.dry_run"):  # a value that is no boolean fails the config's check there
+            from mnist_tracking.sweeps.dry_run import plan_job
+
+            return plan_job(cfg)
         metrics = train(cfg)
     except ConfigError as exc:
         log.error("%s", exc)

@@ -60,6 +60,7 @@ def sweep_hash(config: DictConfig) -> str:
     The same multirun command gives the same hash, so that running it again can continue the sweep.
     """
     excluded = set(config.hydra.job.config.override_dirname.exclude_keys)  # set by the sweep, not the user
+    excluded.add("sweep.dry_run")  # a dry run plans the very sweep its command without it would run
     overrides = sorted(o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded)
     params = {key: str(value) for key, value in (config.hydra.sweeper.get("params") or {}).items()}
     top_keys = cast(list[str], [key for key in config if key != "hydra"])  # a Hydra config's keys are strings
