@@ -16,7 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError
 
@@ -35,7 +35,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from mnist_tracking.ml import callbacks as fit_callbacks
     from mnist_tracking.ml import fit as training
     from mnist_tracking.ml.data import load_dataset
-    from mnist_tracking.tracking import evaluation, recording, resume, store
+    from mnist_tracking.tracking import continuation, evaluation, recording, resume, store
     from mnist_tracking.tracking import run as tracking
 
     uri, experiment_id = store.open_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, job.launch_dir)
@@ -48,7 +48,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         model = instantiate(cfg.model, input_shape=data.input_shape, num_classes=data.num_classes, _convert_="all")
         training.compile_model(model, instantiate(cfg.optimizer), data, cfg.trainer.fast)
         client = mlflow.MlflowClient(uri)
-        resumed = resume.continue_run(client, stopped, model, job.output_dir) if stopped else resume.Resumed()
+        resumed = continuation.continue_run(client, stopped, model, job.output_dir)  # a new run: from nothing
         test_set = tracking.record_inputs(run, cfg, job, data, stopped)
         recorder, callbacks = recording.job_callbacks(cfg, run.info.run_id, uri, job.output_dir, data, resumed)
         with recorder.closing():  # stopped or not, what was trained is on record before the run ends
@@ -84,8 +84,13 @@ def start_job(cfg: DictConfig) -> Job:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Runs `train` for one Hydra job and returns `optimized_metric` for sweepers."""
+    """Runs `train` for one Hydra job and returns `optimized_metric` for sweepers (with `sweep.dry_run`: says what
+    `train` would do, and returns nan)."""
     try:
+        if OmegaConf.select(cfg, "sweep.dry_run"):  # a value that is no boolean fails the config's check there
+            from mnist_tracking.sweeps.dry_run import plan_job
+
+            return plan_job(cfg)
         metrics = train(cfg)
     except ConfigError as exc:
         log.error("%s", exc)

@@ -104,6 +104,7 @@ class Sweep:
     registered_model_name: str = _text()
     skip_finished: bool = _flag()
     resume: bool = _flag()
+    dry_run: bool = _flag()
 
 
 GROUPS: dict[str | None, type] = {None: Root, "data": Data, "trainer": Trainer, "mlflow": Mlflow, "sweep": Sweep}

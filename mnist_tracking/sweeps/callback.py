@@ -12,7 +12,7 @@ from typing import Any
 import mlflow
 from hydra.experimental.callback import Callback
 from mlflow.entities import RunStatus
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig
 
 from mnist_tracking.config.checks import check_sweep
 from mnist_tracking.errors import ConfigError
@@ -34,7 +34,7 @@ from mnist_tracking.names import (
     SWEPT_PARAM_PREFIX,
 )
 from mnist_tracking.runtime.redaction import redact, redact_text
-from mnist_tracking.sweeps import record, report
+from mnist_tracking.sweeps import dry_run, record, report
 from mnist_tracking.sweeps.space import swept_values
 from mnist_tracking.tracking import labels, store
 from mnist_tracking.tracking.identity import source_tags, sweep_hash
@@ -43,11 +43,6 @@ from mnist_tracking.tracking.resume import claim_sweep, owner_tags
 from mnist_tracking.tracking.run import SigtermAsInterrupt
 
 log = logging.getLogger(__name__)
-
-
-def _quoted(value: str) -> str:
-    """A Hydra override value that survives any characters (commas, spaces, quotes)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 # The sweeps this process has opened, for the command to close as an exception leaves it (see `_start`).
@@ -85,6 +80,8 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(1) from None
 
     def _start(self, config: DictConfig) -> None:
+        if config.sweep.dry_run:  # what each job would do: no parent, nothing recorded
+            return dry_run.start_sweep(config)
         check_sweep(config)
         launch_dir = Path(config.hydra.runtime.cwd)
         self.tracking_uri, experiment_id = store.open_experiment(
@@ -123,13 +120,7 @@ class MlflowSweepCallback(Callback):
             self.parent_run_id,
             params=[mlflow.entities.Param(f"{SWEPT_PARAM_PREFIX}{k}", v[:6000]) for k, v in swept.items()],
         )
-        # Jobs get both through their own config, which launchers ship to other processes and machines.
-        with read_write(config.hydra.overrides), open_dict(config.hydra.overrides):
-            config.hydra.overrides.hydra.append(f"mlflow.parent_run_id={self.parent_run_id}")
-            if not config.mlflow.tracking_uri:  # the resolved default or $MLFLOW_TRACKING_URI of this shell
-                config.hydra.overrides.hydra.append(
-                    f"++hydra.job.env_set.MLFLOW_TRACKING_URI={_quoted(self.tracking_uri)}"
-                )
+        dry_run.pass_to_jobs(config, self.parent_run_id, self.tracking_uri)
         log.info("Sweep parent run %s in %s", self.parent_run_id, redact_text(self.tracking_uri))
 
     @property
@@ -139,6 +130,8 @@ class MlflowSweepCallback(Callback):
         return self.parent_run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.sweep.dry_run:
+            return dry_run.end_sweep(config)
         client = mlflow.MlflowClient(self.tracking_uri)
         parent_run_id = self._parent_run_id
         self._end_running_children(client, RunStatus.FAILED)  # a job whose worker died could not end its run

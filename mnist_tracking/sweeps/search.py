@@ -37,7 +37,10 @@ def continue_study(sweeper: Any, arguments: list[str]) -> None:
     """Points hydra-optuna-sweeper's `sweeper` (its OptunaSweeperImpl) at a study that holds the trials already
     recorded under the sweep's parent run, and lowers its trials to go by the finished ones."""
     config = sweeper.config
-    parent = next(o.split("=", 1)[1] for o in config.hydra.overrides.hydra if o.startswith("mlflow.parent_run_id="))
+    given = (o.split("=", 1)[1] for o in config.hydra.overrides.hydra if o.startswith("mlflow.parent_run_id="))
+    parent = next(given, None)
+    if parent is None:  # a dry run of a new search: no parent, no trials
+        return
     client = mlflow.MlflowClient(resolve_tracking_uri(config.mlflow.tracking_uri, Path(config.hydra.runtime.cwd)))
     try:  # hydra-optuna-sweeper's internals (its search space and directions), read before the sweeper is changed
         from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides

@@ -63,6 +63,7 @@ def sweep_hash(config: DictConfig) -> str:
     tags and notes it gives.
     """
     excluded = set(config.hydra.job.config.override_dirname.exclude_keys)  # set by the sweep, not the user
+    excluded.add("sweep.dry_run")  # a dry run plans the very sweep its command without it would run
     overrides = sorted(
         o
         for o in config.hydra.overrides.task

@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 from mnist_tracking.ml import callbacks as fit_callbacks
 from mnist_tracking.ml.data import Dataset
 from mnist_tracking.tracking.callback import MlflowCallback
+from mnist_tracking.tracking.continuation import Resumed
 from mnist_tracking.tracking.epoch_images import EpochImages
-from mnist_tracking.tracking.resume import Resumed
 
 
 def monitored(cfg: DictConfig) -> str:

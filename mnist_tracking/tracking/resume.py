@@ -1,32 +1,25 @@
-"""Continuing a stopped run: which run a job continues, claiming it, and the checkpoint and metrics it has."""
+"""Continuing a stopped run or sweep: which one a job continues, and claiming it (continuation.py then loads it)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
-import numpy as np
 from omegaconf import DictConfig
 
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.names import (
-    ATTEMPT_FROM_EPOCH_TAG,
     ATTEMPTS_TAG,
-    CHECKPOINT_ARTIFACT,
-    CHECKPOINT_COPY_TAG,
     CHECKPOINT_EPOCH_TAG,
     CHECKPOINT_UNUSABLE_TAG,
     CONFIG_HASH_TAG,
     DIVERGED_TAG,
     FAILURE_REASON_TAG,
-    NOT_EPOCH_METRICS,
     OWNER_TAG,
     PARENT_RUN_TAG,
-    RESUMED_FROM_EPOCH_TAG,
     SLURM_JOB_TAG,
     SUPERSEDED_TAG,
     SWEEP_HASH_TAG,
@@ -94,42 +87,57 @@ def resumable(run: mlflow.entities.Run) -> bool:
     )
 
 
-def claim_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
-    """The run this job continues, claimed for this process; None: train a new run.
+def find_run_to_continue(
+    client: mlflow.MlflowClient, experiment_id: str, cfg: DictConfig, new_sweep: bool = False
+) -> mlflow.entities.Run | None:
+    """The run this job would continue, found without claiming it (what `claim_run` claims); None: a new run.
 
     `trainer.resume`: auto takes the latest stopped run of the same config (and the same sweep parent,
-    or none) that has a checkpoint; a run id takes that run; false takes none. Under the store's lock,
-    so that two identical jobs never take the same run.
+    or none) that has a checkpoint; a run id takes that run; false takes none. `new_sweep`: the job's
+    sweep parent is yet to be created (a dry run), so auto finds no run of it.
     """
     wanted = cfg.trainer.resume
     if wanted is False:
         return None
+    if wanted != "auto":
+        return _named_run(client, str(wanted), cfg)
+    if new_sweep:
+        return None
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    parent = cfg.mlflow.get("parent_run_id")
+    return next((r for r in found if r.data.tags.get(PARENT_RUN_TAG) == parent and resumable(r)), None)
+
+
+def claim_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
+    """The run this job continues (`find_run_to_continue`), claimed for this process; None: train a new run.
+
+    Under the store's lock, so that two identical jobs never take the same run.
+    """
     client = mlflow.MlflowClient(tracking_uri)
     with store_lock(tracking_uri):
-        if wanted == "auto":
-            found = client.search_runs(
-                [experiment_id],
-                filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and attributes.status != 'FINISHED'",
-                order_by=["attributes.start_time DESC"],
-            )
-            parent = cfg.mlflow.get("parent_run_id")
-            run = next((r for r in found if r.data.tags.get(PARENT_RUN_TAG) == parent and resumable(r)), None)
-        else:
-            run = _named_run(client, str(wanted), cfg)
+        run = find_run_to_continue(client, experiment_id, cfg)
         return run and _take(client, run)
 
 
+def find_stopped_sweep(client: mlflow.MlflowClient, experiment_id: str, sweep_hash: str) -> mlflow.entities.Run | None:
+    """The latest stopped parent (KILLED, FAILED, or RUNNING with its process gone) of the same sweep; None: none."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{SWEEP_HASH_TAG} = '{sweep_hash}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return next((r for r in found if is_stopped(r)), None)
+
+
 def claim_sweep(tracking_uri: str, experiment_id: str, sweep_hash: str) -> mlflow.entities.Run | None:
-    """The stopped sweep parent (KILLED, FAILED, or RUNNING with its process gone) of the same sweep, claimed for
-    this process; None: start a new sweep."""
+    """The stopped sweep (`find_stopped_sweep`) this sweep continues, claimed for this process; None: a new one."""
     client = mlflow.MlflowClient(tracking_uri)
     with store_lock(tracking_uri):
-        found = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.{SWEEP_HASH_TAG} = '{sweep_hash}' and attributes.status != 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-        )
-        run = next((r for r in found if is_stopped(r)), None)
+        run = find_stopped_sweep(client, experiment_id, sweep_hash)
         return run and _take(client, run)
 
 
@@ -147,10 +155,7 @@ def _named_run(client: mlflow.MlflowClient, run_id: str, cfg: DictConfig) -> mlf
     try:
         run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
-        raise ConfigError(
-            f"trainer.resume={run_id!r} is invalid: no such run; use auto, false or the id of a "
-            "stopped run with a checkpoint."
-        ) from None
+        raise unknown_run(run_id) from None
     if run.info.status == "FINISHED" or (run.info.status == "RUNNING" and not owner_is_gone(run.data.tags)):
         raise ConfigError(
             f"trainer.resume={run_id!r} is invalid: the run is {run.info.status}"
@@ -172,30 +177,12 @@ def _named_run(client: mlflow.MlflowClient, run_id: str, cfg: DictConfig) -> mlf
     return run
 
 
-def restore(
-    client: mlflow.MlflowClient, run: mlflow.entities.Run, model, download_dir: Path
-) -> tuple[int, dict[str, np.ndarray]]:
-    """Loads the run's checkpoint into `model`, from the local copy when this machine has it; returns its epoch and
-    the callbacks' state saved with it."""
-    from mnist_tracking.ml.checkpoint import restore_checkpoint  # Keras: not for the sweep's own process
-
-    host, _, local = run.data.tags.get(CHECKPOINT_COPY_TAG, "::").partition(":")
-    epoch = int(run.data.tags[CHECKPOINT_EPOCH_TAG])
-    if host == socket.gethostname() and Path(local).is_file():
-        try:
-            restored = restore_checkpoint(model, Path(local))
-            if restored[0] == epoch:
-                return restored
-        except (OSError, ValueError) as exc:  # a damaged copy: the run's own is the reference
-            log.warning("Local checkpoint %s unusable (%s); using the run's", local, exc)
-    download_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return restore_checkpoint(
-            model, Path(client.download_artifacts(run.info.run_id, CHECKPOINT_ARTIFACT, str(download_dir)))
-        )
-    except Exception:  # the next attempt must not pick this checkpoint again: it trains a new run instead
-        client.set_tag(run.info.run_id, CHECKPOINT_UNUSABLE_TAG, "true")
-        raise
+def unknown_run(run_id: str) -> ConfigError:
+    """The error for `trainer.resume=<run id>` where the store has no such run."""
+    return ConfigError(
+        f"trainer.resume={run_id!r} is invalid: no such run; use auto, false or the id of a "
+        "stopped run with a checkpoint."
+    )
 
 
 def supersede(tracking_uri: str, experiment_id: str, cfg: DictConfig, run_id: str) -> None:
@@ -212,33 +199,3 @@ def supersede(tracking_uri: str, experiment_id: str, cfg: DictConfig, run_id: st
     ):
         if run.info.run_id != run_id and is_stopped(run) and SUPERSEDED_TAG not in run.data.tags:  # never a live one
             client.set_tag(run.info.run_id, SUPERSEDED_TAG, run_id)
-
-
-def recorded_history(client: mlflow.MlflowClient, run_id: str) -> dict[str, list[float]]:
-    """The per-epoch metrics a run already has, in epoch order: every metric it has but the test set's, the
-    system's and the optimizer's steps (so that a metric a callback or the model adds survives a resume)."""
-    names = [name for name in client.get_run(run_id).data.metrics if not name.startswith(NOT_EPOCH_METRICS)]
-    return {
-        name: [m.value for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)] for name in names
-    }
-
-
-@dataclass
-class Resumed:
-    """Where a job's fit starts: the first epoch to train, the per-epoch metrics the run has, and the state of the
-    callbacks saved with its checkpoint; a new run starts from nothing."""
-
-    first_epoch: int = 0
-    history: dict[str, list[float]] = field(default_factory=dict)
-    callback_state: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def continue_run(client: mlflow.MlflowClient, run: mlflow.entities.Run, model, output_dir: Path) -> Resumed:
-    """Loads a claimed stopped run's checkpoint into `model` (downloaded, where this machine has no copy, into the
-    job's `output_dir`/resumed) and notes the attempt on the (active) run."""
-    epoch, state = restore(client, run, model, output_dir / "resumed")
-    first_epoch = epoch + 1
-    attempt = run.data.tags[ATTEMPTS_TAG]
-    mlflow.set_tags({RESUMED_FROM_EPOCH_TAG: first_epoch, ATTEMPT_FROM_EPOCH_TAG.format(attempt): first_epoch})
-    log.info("Resuming run %s from epoch %d", run.info.run_id, first_epoch)
-    return Resumed(first_epoch, recorded_history(client, run.info.run_id), state)

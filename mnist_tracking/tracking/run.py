@@ -126,17 +126,22 @@ def announce(run: mlflow.ActiveRun, metrics: Mapping[str, float]) -> None:
     )
 
 
-def find_finished_run(tracking_uri: str, experiment_id: str, cfg: DictConfig) -> mlflow.entities.Run | None:
+def find_finished_run(
+    tracking_uri: str, experiment_id: str, cfg: DictConfig, continued: bool | None = None
+) -> mlflow.entities.Run | None:
     """A FINISHED run that makes this job's training unnecessary, or None.
 
     With `sweep.skip_finished`: the latest FINISHED run of the same config in the experiment. In a sweep
-    that continues a stopped one (its parent has more than one attempt): the job's own FINISHED run in it.
+    that continues a stopped one: the job's own FINISHED run in it. `continued`: whether the sweep parent is a
+    stopped one being continued; None: its attempts say (more than one), as a claimed parent's do.
     """
     client = mlflow.MlflowClient(tracking_uri)
     query = f"tags.{CONFIG_HASH_TAG} = '{config_hash(cfg)}' and attributes.status = 'FINISHED'"
     parent = cfg.mlflow.get("parent_run_id")
     if not cfg.sweep.skip_finished:
-        if not parent or int(client.get_run(parent).data.tags.get(ATTEMPTS_TAG, "1")) < 2:
+        if continued is None:
+            continued = bool(parent) and int(client.get_run(parent).data.tags.get(ATTEMPTS_TAG, "1")) >= 2
+        if not parent or not continued:
             return None
         query += f" and tags.`{PARENT_RUN_TAG}` = '{parent}'"
     found = client.search_runs(

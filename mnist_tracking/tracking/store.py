@@ -156,6 +156,18 @@ def existing_store(tracking_uri: str) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(tracking_uri)
 
 
+def store_exists(tracking_uri: str) -> bool:
+    """Whether a store is at `tracking_uri` already (a server: whether it answers, else ConfigError); creates
+    nothing, which a client would (MLflow builds a missing local store as it opens it)."""
+    database = sqlite_path(tracking_uri)
+    if database is not None:
+        return database.is_file()
+    if "://" not in tracking_uri or tracking_uri.startswith("file:"):  # a file store: a folder
+        return Path(tracking_uri.removeprefix("file://").removeprefix("file:")).is_dir()
+    check_reachable(tracking_uri)
+    return True
+
+
 def ui_command(tracking_uri: str) -> str:
     """The `mlflow ui` command that shows runs stored at `tracking_uri`."""
     if tracking_uri.startswith(("http://", "https://")):
