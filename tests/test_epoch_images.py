@@ -18,6 +18,7 @@ from mnist_tracking.ml import images
 from mnist_tracking.names import EPOCH_CONFUSION_KEY, EPOCH_SAMPLE_KEY
 from mnist_tracking.train import train
 from tests.helpers import FIXTURE, artifact_paths, runs
+from tests.test_resume import stopped_run
 
 
 def image_steps(store: str, run_id: str) -> dict[str, list[int]]:
@@ -37,6 +38,15 @@ def test_images_every_few_epochs_one_per_key_and_step(make_cfg, store, every, ep
     expected = {EPOCH_SAMPLE_KEY: steps, EPOCH_CONFUSION_KEY: steps} if steps else {}
     assert image_steps(store, run.info.run_id) == expected
     assert (run.data.tags.get("mlflow.loggedImages") == "True") == bool(steps)  # what the UI's image grid looks for
+
+
+def test_a_resumed_run_has_each_epochs_images_once(make_cfg, store, monkeypatch):
+    stopped = stopped_run(make_cfg, store, monkeypatch, "trainer.epochs=3", epoch=1)
+    assert image_steps(store, stopped.info.run_id) == {EPOCH_SAMPLE_KEY: [0, 1], EPOCH_CONFUSION_KEY: [0, 1]}
+    train(make_cfg("trainer.epochs=3"))
+    [run] = runs(store)
+    assert run.info.status == "FINISHED"
+    assert image_steps(store, run.info.run_id) == {EPOCH_SAMPLE_KEY: [0, 1, 2], EPOCH_CONFUSION_KEY: [0, 1, 2]}
 
 
 def test_images_leave_training_as_it_was(make_cfg, store):

@@ -85,3 +85,13 @@ def test_the_parallel_coordinates_draw_every_finished_job_across_each_key_and_th
     assert {"8", "16", "32", "dense", "mlp64"} <= {text.get_text() for text in ax.texts}
     fig.savefig(io.BytesIO())  # lays out and renders
     assert importance.parallel_coordinates(table(status="FAILED"), KEYS, "val_accuracy", "maximize") is None
+
+
+def test_without_optunas_private_fanova_fix_a_public_evaluator_still_answers(monkeypatch, caplog):
+    from optuna.importance._fanova._tree import _FanovaTree
+
+    monkeypatch.delattr(_FanovaTree, "_get_node_value")  # as if a later Optuna had renamed it
+    found = importance.importances(table(), KEYS, "val_accuracy", "maximize")
+    assert "private _FanovaTree._get_node_value is gone" in caplog.text
+    assert found.skipped is None and sum(found.values.values()) == pytest.approx(1, abs=1e-6)
+    assert found.values["model.hidden_units"] > found.values["model"]

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.slow
 EPOCHS = 300  # long enough on the fixture to be stopped halfway, on JAX too (~10 ms an epoch there)
 # A sweep whose first job must finish before the one stopped: mlp64 at batch 32, still ~3 s of training to stop.
 SWEEP_EPOCHS = 100
-RUN = [f"data.path={FIXTURE}", "model=mlp64", f"trainer.epochs={EPOCHS}"]
+# No images per epoch: drawing 300 epochs' would take longer than training them (a resumed run's images are
+# covered by tests/test_epoch_images.py).
+RUN = [f"data.path={FIXTURE}", "model=mlp64", f"trainer.epochs={EPOCHS}", "mlflow.log_images_every=0"]
 
 
 def stop(

@@ -7,6 +7,7 @@ rebuilds the table from the store, compute the same values.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import warnings
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from mnist_tracking.ml import figures
 if TYPE_CHECKING:
     import optuna
     from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
 
 SEED = 0  # fANOVA's random forest: fixed, so that every computation from the same table gives the same values
 MIN_JOBS = 3  # fewer jobs than this leave the forest nothing to split
@@ -68,7 +71,11 @@ def importances(table: pd.DataFrame, keys: list[str], metric: str, direction: st
     scores = jobs[metric].astype(float).tolist()
     if len(set(scores)) == 1:
         return Importances(skipped=f"every finished job has the same {metric} ({scores[0]:g}): nothing to explain")
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances  # only here: a slow import
+    from optuna.importance import (  # only here: a slow import
+        FanovaImportanceEvaluator,
+        MeanDecreaseImpurityImportanceEvaluator,
+        get_param_importances,
+    )
 
     with _quiet_optuna(), _fanova_on_this_numpy():
         study = _study({key: columns[key] for key in varied}, scores, direction)
@@ -76,6 +83,9 @@ def importances(table: pd.DataFrame, keys: list[str], metric: str, direction: st
             found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=SEED))
         except RuntimeError as exc:  # "Encountered zero total variance in all trees": no split explains any of it
             return Importances(skipped=f"fANOVA found no variance to attribute ({exc})")
+        except ValueError as exc:  # fANOVA unpatched on this NumPy: the same random forest's impurity decrease
+            log.warning("Optuna's fANOVA failed (%s): importances by mean decrease in impurity instead", exc)
+            found = get_param_importances(study, evaluator=MeanDecreaseImpurityImportanceEvaluator(seed=SEED))
     return Importances(values={key: float(value) for key, value in found.items()})
 
 
@@ -128,19 +138,21 @@ def _quiet_optuna() -> Iterator[None]:
 def _fanova_on_this_numpy() -> Iterator[None]:
     """Optuna 2's fANOVA with scikit-learn >= 1.3 and NumPy 2: a tree node's value is now a (1, 1) array, which
     Optuna stores into a float slot ("setting an array element with a sequence"). For this call only, its private
-    `_FanovaTree._get_node_value` returns the scalar; where Optuna lacks it (a later Optuna), nothing changes."""
-    from optuna.importance._fanova import _tree
+    `_FanovaTree._get_node_value` returns the scalar. Where Optuna has no such method, a warning says so and the
+    public evaluator runs as it is (`importances` falls back to another public one if it fails)."""
+    try:
+        from optuna.importance._fanova._tree import _FanovaTree
 
-    tree = getattr(_tree, "_FanovaTree", None)
-    original = getattr(tree, "_get_node_value", None)
-    if tree is None or original is None:
+        original = _FanovaTree._get_node_value
+    except (ImportError, AttributeError):
+        log.warning("Optuna's private _FanovaTree._get_node_value is gone: its fANOVA evaluator runs unpatched")
         yield
         return
-    tree._get_node_value = lambda self, node: float(np.ravel(original(self, node))[0])
+    _FanovaTree._get_node_value = lambda self, node: float(np.ravel(original(self, node))[0])  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
-        tree._get_node_value = original
+        _FanovaTree._get_node_value = original  # type: ignore[method-assign]
 
 
 def parallel_coordinates(

@@ -53,7 +53,7 @@ class MlflowCallback(keras.callbacks.Callback):
         monitor: The per-epoch metric whose best value is logged; None: none.
         mode: "max" or "min": which of its values is the best (the first of equal ones).
         resumable: Callbacks of the same fit whose state, by name, goes into the checkpoints.
-        images: Images logged every few epochs, drawn on the metrics thread.
+        images: Images logged every few epochs, drawn on a thread of their own.
     """
 
     def __init__(
@@ -86,10 +86,12 @@ class MlflowCallback(keras.callbacks.Callback):
         self._uploads: list[Future] = []  # checkpoint uploads, one at a time, off the training thread
         self._logger: ThreadPoolExecutor | None = None
         self._uploader: ThreadPoolExecutor | None = None
+        self._drawings: list[Future] = []  # epochs' images, on a thread of their own: metrics never wait for them
+        self._drawer: ThreadPoolExecutor | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.history = {key: list(values) for key, values in self.recorded.items()}
-        self._pending, self._uploads = [], []
+        self._pending, self._uploads, self._drawings = [], [], []
         self._run_id = self.run_id or self._active_run_id()
         self._client = client = mlflow.MlflowClient(self.tracking_uri)
         # The epochs' metrics go out on a thread of our own, in order: MLflow's `synchronous=False` queue polls
@@ -97,6 +99,8 @@ class MlflowCallback(keras.callbacks.Callback):
         self._logger = ThreadPoolExecutor(1, thread_name_prefix="metrics-log")
         if self.checkpoint_every:
             self._uploader = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-upload")
+        if self.images:
+            self._drawer = ThreadPoolExecutor(1, thread_name_prefix="epoch-images")
         total = self.model.count_params()
         trainable = sum(math.prod(w.shape) for w in self.model.trainable_weights)
         client.log_batch(
@@ -126,7 +130,8 @@ class MlflowCallback(keras.callbacks.Callback):
             )
             if self.images and self.images.due(epoch, self.params.get("epochs")):
                 weights = self.images.snapshot(self.model)  # now: the next epoch changes them
-                self._pending.append(self._logger.submit(self.images.log, client, run_id, epoch, weights))
+                assert self._drawer is not None, "on_train_begin starts the image thread when there are images"
+                self._drawings.append(self._drawer.submit(self.images.log, client, run_id, epoch, weights))
         if (
             self.checkpoint_every
             and ((epoch + 1) % self.checkpoint_every == 0 or last)
@@ -179,12 +184,13 @@ class MlflowCallback(keras.callbacks.Callback):
             log_figure(figures.learning_curves(self.history), "figures/learning_curves.png")
 
     def close(self, raise_errors: bool = True) -> None:
-        """Waits until every epoch's metrics and every checkpoint are on record; also after an interrupted fit.
+        """Waits until every epoch's metrics, images and checkpoint are on record; also after an interrupted fit.
 
         `raise_errors=False` (a fit already failing or stopped) logs a failed upload instead of raising it.
         """
         uploads, self._uploads = self._uploads, []
         pending, self._pending = self._pending, []
+        drawings, self._drawings = self._drawings, []
         try:
             for upload in uploads:
                 try:
@@ -194,11 +200,11 @@ class MlflowCallback(keras.callbacks.Callback):
                         raise
                     log.exception("Could not store a checkpoint of run %s", self._run_id)
         finally:
-            for executor in (self._uploader, self._logger):
+            for executor in (self._uploader, self._logger, self._drawer):
                 if executor is not None:
                     executor.shutdown()
-            self._uploader = self._logger = None
-            for logged in pending:
+            self._uploader = self._logger = self._drawer = None
+            for logged in [*pending, *drawings]:
                 logged.result()
 
     def _started(self) -> tuple[mlflow.MlflowClient, str]:

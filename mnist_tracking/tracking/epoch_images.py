@@ -17,7 +17,7 @@ class EpochImages:
     """Every `every` epochs (and after the last), the two images of an epoch.
 
     On the training thread, only a copy of the epoch's weights is taken (`snapshot`: the next epoch changes them);
-    the recording callback's own thread predicts with that copy, in `batch_size` batches, and draws and logs the
+    a thread of the recording callback's predicts with that copy, in `batch_size` batches, and draws and logs the
     images (`log`).
 
     Args:
