@@ -60,7 +60,7 @@ def test_the_confusion_image_shades_counts_and_the_sample_marks_mistakes():
     labels = np.array([0, 0, 0, 1, 1, 2])
     drawn = images.confusion_matrix(labels, np.array([0, 0, 0, 1, 2, 2]), 3, "t")
     assert drawn.ndim == 3 and drawn.shape[2] == 3 and drawn.dtype == np.uint8
-    margin, cell = 2 * images.CAPTION + 8, 36
+    margin, cell = 2 * images.CAPTION + 8, images.MATRIX_CELL
     corner = drawn[margin + 2, margin + 2].astype(int)  # 3 of class 0 right: the darkest cell
     empty = drawn[margin + 2, margin + 2 * cell + 2].astype(int)  # class 0 never predicted as 2
     assert corner.sum() < empty.sum()

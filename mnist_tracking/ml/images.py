@@ -10,8 +10,9 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
-CELL = 84  # pixels a digit is drawn at
+CELL = 56  # pixels a digit is drawn at
 CAPTION = 16  # pixels of text above a digit, or of a title line
+MATRIX_CELL = 28  # pixels of a confusion matrix cell
 
 
 @functools.cache
@@ -46,7 +47,7 @@ def digit_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, ti
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int, title: str) -> np.ndarray:
     """Counts of true (rows) against predicted (columns) classes as a heat map with the counts written in; RGB."""
     counts = np.bincount(labels * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
-    cell, margin = 36, 2 * CAPTION + 8
+    cell, margin = MATRIX_CELL, 2 * CAPTION + 8
     shade = colormaps["Blues"](counts / max(int(counts.max()), 1))[..., :3]
     heat = np.repeat(np.repeat((255 * shade).astype(np.uint8), cell, axis=0), cell, axis=1)
     canvas = Image.new("RGB", (margin + num_classes * cell + 4, margin + num_classes * cell + 4), "white")

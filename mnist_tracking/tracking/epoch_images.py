@@ -10,15 +10,13 @@ import numpy as np
 from mnist_tracking.ml import images as drawn
 from mnist_tracking.names import EPOCH_CONFUSION_KEY, EPOCH_SAMPLE_KEY
 
-Weights = tuple[list[np.ndarray], list[np.ndarray]]  # a model's trainable and non-trainable variables' values
-
 
 class EpochImages:
     """Every `every` epochs (and after the last), the two images of an epoch.
 
     On the training thread, only a copy of the epoch's weights is taken (`snapshot`: the next epoch changes them);
-    a thread of the recording callback's predicts with that copy, in `batch_size` batches, and draws and logs the
-    images (`log`).
+    a thread of the recording callback's loads them into a clone of the model, predicts with it in `batch_size`
+    batches, and draws and logs the images (`log`).
 
     Args:
         x_val: The validation images, as the model takes them.
@@ -42,32 +40,25 @@ class EpochImages:
         self.num_classes = y_val.shape[1]
         self.sample = np.sort(np.random.default_rng(0).choice(len(x_val), min(sample, len(x_val)), replace=False))
         self.images = (x_val if images is None else images)[self.sample]
-        self.model: keras.Model | None = None
+        self._copy: keras.Model | None = None
 
     def due(self, epoch: int, epochs: int | None) -> bool:
         """Whether `epoch` (0-based) of a fit of `epochs` gets images."""
         return self.every > 0 and ((epoch + 1) % self.every == 0 or epoch + 1 == epochs)
 
-    def snapshot(self, model: keras.Model) -> Weights:
+    def snapshot(self, model: keras.Model) -> list[np.ndarray]:
         """A copy of the model's weights now, for `log` to predict with."""
-        self.model = model
-        copy = [
-            np.array(keras.ops.convert_to_numpy(v))
-            for v in (*model.trainable_variables, *model.non_trainable_variables)
-        ]
-        return copy[: len(model.trainable_variables)], copy[len(model.trainable_variables) :]
+        if self._copy is None:  # a model of the same architecture, predicting on the image thread only
+            self._copy = keras.models.clone_model(model)
+        return model.get_weights()
 
-    def predict(self, weights: Weights) -> np.ndarray:
+    def predict(self, weights: list[np.ndarray]) -> np.ndarray:
         """The class the model predicts for each validation image with `weights`, leaving the model's own alone."""
-        assert self.model is not None, "snapshot has not run"
-        trainable, non_trainable = weights
-        batches = (
-            self.model.stateless_call(trainable, non_trainable, self.x_val[i : i + self.batch_size], training=False)[0]
-            for i in range(0, len(self.x_val), self.batch_size)
-        )
-        return np.concatenate([keras.ops.convert_to_numpy(batch).argmax(axis=1) for batch in batches])
+        assert self._copy is not None, "snapshot has not run"
+        self._copy.set_weights(weights)
+        return self._copy.predict(self.x_val, batch_size=self.batch_size, verbose=0).argmax(axis=1)
 
-    def log(self, client: mlflow.MlflowClient, run_id: str, epoch: int, weights: Weights) -> None:
+    def log(self, client: mlflow.MlflowClient, run_id: str, epoch: int, weights: list[np.ndarray]) -> None:
         """Predicts with an epoch's `weights`, draws the two images and logs them to the run at step `epoch`."""
         predicted = self.predict(weights)
         title = f"Validation, epoch {epoch + 1}"
