@@ -62,6 +62,7 @@ DATASET_SPLITS = {"training": "train", "validation": "validation", "testing": "t
 OPTIMIZER_STEPS_METRIC = "optimizer_steps"  # updates a run made (the fast path makes as many as a plain fit)
 BEST_METRIC = "best_{}"  # .format(metric): a job run's best per-epoch value of it so far, in optimized_direction
 BEST_EPOCH_METRIC = "best_epoch"  # the epoch (0-based, the step) that best value is from
+CONFUSION_COUNTS = "confusion_counts"  # Keras metric (val_confusion_counts in an epoch's logs): a matrix, not logged
 EPOCH_SAMPLE_KEY = "validation_sample"  # image key: a fixed sample of validation digits as predicted, per epoch
 EPOCH_CONFUSION_KEY = "validation_confusion_matrix"  # image key: the validation confusion matrix, per epoch
 STOPPED_EPOCH_TAG = "stopped_epoch"  # the last epoch (0-based) a fit trained when a callback stopped it early

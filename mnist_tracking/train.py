@@ -46,7 +46,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     with tracking.open_run(uri, experiment_id, job, cfg, stopped) as run:
         # Built inside the run: a model or optimizer that Keras rejects leaves a FAILED run that says why.
         model = instantiate(cfg.model, input_shape=data.input_shape, num_classes=data.num_classes, _convert_="all")
-        training.compile_model(model, instantiate(cfg.optimizer), data, cfg.trainer.fast)
+        training.compile_model(
+            model, instantiate(cfg.optimizer), data, cfg.trainer.fast, cfg.mlflow.log_images_every > 0
+        )
         client = mlflow.MlflowClient(uri)
         resumed = continuation.continue_run(client, stopped, model, job.output_dir)  # a new run: from nothing
         test_set = tracking.record_inputs(run, cfg, job, data, stopped)
@@ -55,7 +57,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             training.fit(model, data, cfg.trainer, cfg.seed, resumed.first_epoch, callbacks)
         training.raise_if_diverged(recorder.history)
         epoch = fit_callbacks.weights_epoch(callbacks, recorder.last_epoch)  # the best one, when a callback restored it
-        metrics = evaluation.record_evaluation(model, data, cfg.trainer.eval_batch_size, epoch, test_set)
+        metrics = evaluation.record_evaluation(
+            model, data, cfg.trainer.eval_batch_size, epoch, test_set, table_rows=cfg.mlflow.misclassified_table_rows
+        )
     metrics = {key: values[min(epoch, len(values) - 1)] for key, values in recorder.history.items()} | metrics
     tracking.announce(run, metrics)
     return metrics

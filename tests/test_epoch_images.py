@@ -57,8 +57,7 @@ def test_images_leave_training_as_it_was(make_cfg, store):
 
 
 def test_the_confusion_image_shades_counts_and_the_sample_marks_mistakes():
-    labels = np.array([0, 0, 0, 1, 1, 2])
-    drawn = images.confusion_matrix(labels, np.array([0, 0, 0, 1, 2, 2]), 3, "t")
+    drawn = images.confusion_matrix(np.array([[3, 0, 0], [0, 1, 1], [0, 0, 1]]), "t")
     assert drawn.ndim == 3 and drawn.shape[2] == 3 and drawn.dtype == np.uint8
     margin, cell = 2 * images.CAPTION + 8, images.MATRIX_CELL
     corner = drawn[margin + 2, margin + 2].astype(int)  # 3 of class 0 right: the darkest cell
@@ -71,18 +70,21 @@ def test_the_confusion_image_shades_counts_and_the_sample_marks_mistakes():
     assert red(right) == 0 < red(wrong)
 
 
-def test_the_misclassified_test_digits_are_a_table_with_an_image_per_row(make_cfg, store, tmp_path):
-    metrics = train(make_cfg())
+@pytest.mark.parametrize("limit", ["null", "20"])
+def test_the_misclassified_test_digits_are_a_table_with_an_image_per_row(make_cfg, store, tmp_path, limit):
+    metrics = train(make_cfg(f"mlflow.misclassified_table_rows={limit}"))
     [run] = runs(store)
     client = mlflow.MlflowClient(store)
-    table = json.loads(
-        Path(client.download_artifacts(run.info.run_id, "evaluation/misclassified.json", str(tmp_path))).read_text()
-    )
+    path = client.download_artifacts(run.info.run_id, "evaluation/misclassified.json", str(tmp_path))
+    table = json.loads(Path(path).read_text())
     assert table["columns"] == ["test_index", "image", "true", "predicted", "probability"]
     rows = [dict(zip(table["columns"], row)) for row in table["data"]]
     with np.load(FIXTURE) as data:
         x_test, y_test = data["x_test"], data["y_test"]
-    assert len(rows) == round((1 - metrics["test_accuracy"]) * len(y_test))
+    wrong = round((1 - metrics["test_accuracy"]) * len(y_test))
+    assert wrong > 20 and len(rows) == (wrong if limit == "null" else 20)
+    surest = [row["probability"] for row in rows]
+    assert surest == sorted(surest, reverse=True)  # the mistakes the model was surest of first
     for row in rows[:5]:
         assert row["true"] == y_test[row["test_index"]] != row["predicted"] and 0 < row["probability"] <= 1
         assert row["image"]["type"] == "image"  # MLflow's image column: the UI shows the picture in the table

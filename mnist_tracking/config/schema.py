@@ -96,6 +96,9 @@ class Mlflow:
     log_system_metrics: bool = _flag()
     system_metrics_interval: float = rule(lambda v: v > 0 and math.isfinite(v), "use a number of seconds > 0, e.g. 2")
     log_images_every: int = _at_least(0, "use a whole number of epochs >= 0 (0: no images), e.g. 1")
+    misclassified_table_rows: int | None = rule(
+        lambda v: v is None or v >= 0, "use null (every misclassified digit) or a whole number >= 0, e.g. 100"
+    )
 
 
 @dataclasses.dataclass

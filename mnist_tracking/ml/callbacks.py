@@ -100,7 +100,10 @@ def epoch_logger(epochs: int) -> keras.callbacks.Callback:
     """A callback that logs one line per epoch with every metric (the job's log file has no progress bar)."""
     return keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: log.info(
-            "epoch %d/%d: %s", epoch + 1, epochs, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+            "epoch %d/%d: %s",
+            epoch + 1,
+            epochs,
+            " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items() if np.ndim(v) == 0),
         )
     )
 

@@ -14,16 +14,20 @@ from mnist_tracking.errors import DivergedError
 from mnist_tracking.ml.callbacks import KeepInterrupts
 from mnist_tracking.ml.data import Dataset
 from mnist_tracking.ml.fused import fuse_epochs
+from mnist_tracking.ml.metrics import ConfusionCounts
 from mnist_tracking.ml.pipeline import training_batches
 
 
-def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, data: Dataset, fast: bool) -> None:
+def compile_model(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, data: Dataset, fast: bool, confusion: bool = False
+) -> None:
     """Categorical cross-entropy and accuracy; `fast`: a whole epoch per call (TensorFlow runs that many steps in
-    one call by itself; on JAX `fit` fuses them)."""
+    one call by itself; on JAX `fit` fuses them); `confusion`: also each epoch's confusion counts (ConfusionCounts),
+    for the images of an epoch."""
     model.compile(
         optimizer=optimizer,
         loss="categorical_crossentropy",
-        metrics=["accuracy"],
+        metrics=["accuracy", *([ConfusionCounts(data.num_classes)] if confusion else [])],
         steps_per_execution=steps_per_epoch(data) if fast else 1,
     )
 

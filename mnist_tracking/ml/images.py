@@ -44,9 +44,9 @@ def digit_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, ti
     return np.asarray(canvas)
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int, title: str) -> np.ndarray:
+def confusion_matrix(counts: np.ndarray, title: str) -> np.ndarray:
     """Counts of true (rows) against predicted (columns) classes as a heat map with the counts written in; RGB."""
-    counts = np.bincount(labels * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
+    num_classes = len(counts)
     cell, margin = MATRIX_CELL, 2 * CAPTION + 8
     shade = colormaps["Blues"](counts / max(int(counts.max()), 1))[..., :3]
     heat = np.repeat(np.repeat((255 * shade).astype(np.uint8), cell, axis=0), cell, axis=1)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 import mlflow
+import numpy as np
 from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param
 
@@ -122,7 +123,8 @@ class MlflowCallback(keras.callbacks.Callback):
         client.log_text(self._run_id, "\n".join(lines) + "\n", "model_summary.txt")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        metrics = {key: float(value) for key, value in (logs or {}).items()}
+        # Numbers only: a metric whose result is an array (ConfusionCounts) is for the images, not the store.
+        metrics = {key: float(value) for key, value in (logs or {}).items() if np.ndim(value) == 0}
         # A resumed fit may retrain epochs whose metrics were recorded before its checkpoint was: once is enough.
         new = {key: value for key, value in metrics.items() if epoch >= len(self.history.get(key, []))}
         for key, value in new.items():
@@ -140,9 +142,9 @@ class MlflowCallback(keras.callbacks.Callback):
                 )
             )
             if self.images and self.images.due(epoch, self.params.get("epochs")):
-                weights = self.images.snapshot(self.model)  # now: the next epoch changes them
+                shown = self.images.capture(self.model, logs or {})  # now: the next epoch changes them
                 assert self._drawer is not None, "on_train_begin starts the image thread when there are images"
-                self._drawings.append(self._drawer.submit(self.images.log, client, run_id, epoch, weights))
+                self._drawings.append(self._drawer.submit(self.images.log, client, run_id, epoch, *shown))
         if (
             self.checkpoint_every
             and ((epoch + 1) % self.checkpoint_every == 0 or last)

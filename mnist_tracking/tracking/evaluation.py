@@ -61,11 +61,15 @@ def per_class_scores(
     return scores, table, confused
 
 
-def misclassified_table(data: Dataset, labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
-    """One row per misclassified test digit: its index in the test set, the digit as an image (MLflow's image column
-    type: the UI shows it in the table), its true and predicted class, and the probability of the prediction."""
+def misclassified_table(
+    data: Dataset, labels: np.ndarray, probabilities: np.ndarray, rows: int | None = None
+) -> pd.DataFrame:
+    """One row per misclassified test digit, those the model was surest of first (the first `rows`; None: all): its
+    index in the test set, the digit as an image (MLflow's image column type: the UI shows it in the table), its
+    true and predicted class, and the probability of the prediction."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:rows]
     raw = (data.x_test[wrong] - data.offset) / data.scale  # the pixels as the images hold them
     pixels = np.clip(np.rint(raw * 255 / data.max_value), 0, 255).astype(np.uint8)
     return pd.DataFrame(
@@ -94,6 +98,7 @@ def record_evaluation(
     epoch: int,
     test_set: mlflow.data.Dataset | None = None,
     log_figure: Callable[[Figure, str], None] = mlflow.log_figure,
+    table_rows: int | None = None,
 ) -> dict[str, float]:
     """Evaluates `model` (its weights as of `epoch`, 0-based) on the test set and logs to the active run: test
     metrics (per digit too), the per-digit table, most-confused pairs and misclassified digits, figures (through `log_figure`:
@@ -106,13 +111,13 @@ def record_evaluation(
     Returns the test metrics (`test_loss`, `test_accuracy`).
     """
     mlflow.log_metric(OPTIMIZER_STEPS_METRIC, int(model.optimizer.iterations))  # updates made: fast == plain
-    test_loss, test_accuracy = model.evaluate(data.x_test, data.y_test, batch_size=batch_size, verbose=0)
-    metrics = {"test_loss": test_loss, "test_accuracy": test_accuracy}
+    scores = model.evaluate(data.x_test, data.y_test, batch_size=batch_size, verbose=0, return_dict=True)
+    metrics = {"test_loss": float(scores["loss"]), "test_accuracy": float(scores["accuracy"])}
 
     probabilities = model.predict(data.x_test, batch_size=batch_size, verbose=0)
     labels, predicted = data.y_test.argmax(axis=1), probabilities.argmax(axis=1)
     log_figure(figures.misclassified(data.x_test, labels, probabilities), "figures/misclassified.png")
-    mlflow.log_table(misclassified_table(data, labels, probabilities), "evaluation/misclassified.json")
+    mlflow.log_table(misclassified_table(data, labels, probabilities, table_rows), "evaluation/misclassified.json")
     log_figure(figures.confusion_matrix(labels, predicted, data.num_classes), "figures/confusion_matrix.png")
     scores, table, confused = per_class_scores(labels, predicted, data.num_classes)
     mlflow.log_table(table, "evaluation/per_class.json")
