@@ -32,6 +32,17 @@ def compile_model(
     )
 
 
+def without_confusion_counts(model: keras.Model) -> None:
+    """Compiles `model` again as `compile_model` does without `confusion` (same optimizer and state), so that the
+    saved model needs nothing of this package to load: ConfusionCounts is only for the images of an epoch."""
+    model.compile(
+        optimizer=model.optimizer,
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=model.steps_per_execution,
+    )
+
+
 def steps_per_epoch(data: Dataset) -> int:
     return math.ceil(len(data.x_train) / data.batch_size)
 

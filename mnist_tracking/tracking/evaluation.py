@@ -16,6 +16,7 @@ from mlflow.types import Schema, TensorSpec
 
 from mnist_tracking.ml import figures
 from mnist_tracking.ml.data import Dataset
+from mnist_tracking.ml.fit import without_confusion_counts
 from mnist_tracking.ml.models import on_raw_pixels
 from mnist_tracking.names import MOST_CONFUSED_TAG, OPTIMIZER_STEPS_METRIC
 from mnist_tracking.tracking import model_flavor
@@ -123,6 +124,7 @@ def record_evaluation(
     mlflow.log_table(table, "evaluation/per_class.json")
     mlflow.log_table(confused, "evaluation/most_confused.json")
     mlflow.set_tag(MOST_CONFUSED_TAG, ", ".join(f"{t}→{p} ({n})" for t, p, n in confused.itertuples(index=False)))
+    without_confusion_counts(model)  # the logged model loads where this package is not installed
     # At `epoch`'s step: MLflow links the run's metrics of that step (the epoch's) to the model.
     info = model_flavor.log_model(
         on_raw_pixels(model, data.scale, data.offset),
