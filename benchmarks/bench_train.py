@@ -11,7 +11,7 @@ exit and its peak RSS (on JAX also with no empty store cached yet); on the defau
 per job of a serial sweep, serial vs joblib throughput on four study-size jobs, and vs the same jobs as two
 serial sweeps started at once (what two workers could give at best), the study against plain fit with
 MLflow's own Keras callback and default model logging (TensorFlow), per-epoch tracking and checkpoint
-overhead (`--only-epochs`: just these), and one system-metrics sample. Every job runs as the real CLI in a
+overhead, and that of images every epoch (`--only-epochs`: just these), and one system-metrics sample. Every job runs as the real CLI in a
 subprocess, one at a time (two timed jobs side by side would measure each other), but for that row's two.
 
 `--markdown` also writes the invocation's table to benchmarks/RESULTS.md and benchmarks/results.json, headed by
