@@ -4,7 +4,9 @@ test digits as a table with an image per row."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from PIL import Image
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.ml import images
 from mnist_tracking.names import EPOCH_CONFUSION_KEY, EPOCH_SAMPLE_KEY
+from mnist_tracking.tracking.epoch_images import yield_to_training
 from mnist_tracking.train import train
 from tests.helpers import FIXTURE, artifact_paths, runs
 from tests.test_resume import stopped_run
@@ -57,15 +60,17 @@ def test_images_leave_training_as_it_was(make_cfg, store):
 
 
 def test_the_confusion_image_shades_counts_and_the_sample_marks_mistakes():
-    drawn = images.confusion_matrix(np.array([[3, 0, 0], [0, 1, 1], [0, 0, 1]]), "t")
-    assert drawn.ndim == 3 and drawn.shape[2] == 3 and drawn.dtype == np.uint8
+    matrix = images.confusion_matrix(np.array([[3, 0, 0], [0, 1, 1], [0, 0, 1]]), "t")
+    assert matrix.mode == "P"  # one byte a pixel: cheap to encode every epoch
+    drawn = np.asarray(matrix.convert("RGB"))
     margin, cell = 2 * images.CAPTION + 8, images.MATRIX_CELL
     corner = drawn[margin + 2, margin + 2].astype(int)  # 3 of class 0 right: the darkest cell
     empty = drawn[margin + 2, margin + 2 * cell + 2].astype(int)  # class 0 never predicted as 2
     assert corner.sum() < empty.sum()
     digits = np.random.default_rng(0).random((4, 8, 8))
-    right = images.digit_grid(digits, np.array([1, 2, 3, 4]), np.array([1, 2, 3, 4]), "t")
-    wrong = images.digit_grid(digits, np.array([1, 2, 3, 4]), np.array([1, 2, 3, 5]), "t")
+    grid = images.DigitGrid(digits, np.array([1, 2, 3, 4]))
+    right = np.asarray(grid(np.array([1, 2, 3, 4]), "t").convert("RGB"))
+    wrong = np.asarray(grid(np.array([1, 2, 3, 5]), "t").convert("RGB"))
     red = lambda image: np.count_nonzero((image[..., 0] > 150) & (image[..., 1] < 100))  # noqa: E731
     assert red(right) == 0 < red(wrong)
 
@@ -90,6 +95,15 @@ def test_the_misclassified_test_digits_are_a_table_with_an_image_per_row(make_cf
         assert row["image"]["type"] == "image"  # MLflow's image column: the UI shows the picture in the table
         png = client.download_artifacts(run.info.run_id, row["image"]["filepath"], str(tmp_path))
         assert np.array_equal(np.asarray(Image.open(png)), x_test[row["test_index"]])  # the digit's own pixels
+
+
+def test_the_image_thread_runs_only_on_idle_cores():
+    policy: list[int] = []
+    thread = threading.Thread(target=lambda: (yield_to_training(), policy.append(os.sched_getscheduler(0))))
+    thread.start()
+    thread.join()
+    assert policy == [os.SCHED_IDLE]
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the thread's own policy, not the process's
 
 
 def test_a_negative_image_interval_is_refused_before_any_run(make_cfg, store):

@@ -6,9 +6,7 @@ import contextlib
 import functools
 import logging
 import math
-import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,18 +29,9 @@ from mnist_tracking.names import (
     CHECKPOINT_EPOCH_TAG,
     STOPPED_EPOCH_TAG,
 )
-from mnist_tracking.tracking.epoch_images import EpochImages
+from mnist_tracking.tracking.epoch_images import EpochImages, yield_to_training
 
 log = logging.getLogger(__name__)
-
-
-def _yield_to_training() -> None:
-    """Runs this thread at the lowest priority (Linux: a thread's own nice value), so that its work takes the cores
-    training leaves idle rather than slowing training down."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the images still come, at normal priority
-        log.warning("Could not lower the image thread's priority (%s): images may slow training", exc)
 
 
 class MlflowCallback(keras.callbacks.Callback):
@@ -112,7 +101,7 @@ class MlflowCallback(keras.callbacks.Callback):
         if self.checkpoint_every:
             self._uploader = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-upload")
         if self.images:
-            self._drawer = ThreadPoolExecutor(1, thread_name_prefix="epoch-images", initializer=_yield_to_training)
+            self._drawer = ThreadPoolExecutor(1, thread_name_prefix="epoch-images", initializer=yield_to_training)
         total = self.model.count_params()
         trainable = sum(math.prod(w.shape) for w in self.model.trainable_weights)
         client.log_batch(

@@ -3,6 +3,9 @@ digits with what the model predicts, and the validation confusion matrix."""
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from collections.abc import Mapping
 
 import keras
@@ -11,6 +14,20 @@ import numpy as np
 
 from mnist_tracking.ml import images as drawn
 from mnist_tracking.names import CONFUSION_COUNTS, EPOCH_CONFUSION_KEY, EPOCH_SAMPLE_KEY
+
+log = logging.getLogger(__name__)
+
+
+def yield_to_training() -> None:
+    """Runs this thread only on cores that training leaves idle: Linux's SCHED_IDLE policy, which, unlike the lowest
+    nice value, gives a core back the moment another thread wants it. Elsewhere, the lowest nice value."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread, on Linux
+    except (AttributeError, OSError):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError) as exc:  # not allowed: the images still come, at normal priority
+            log.warning("Could not lower the image thread's priority (%s): images may slow training", exc)
 
 
 class EpochImages:
@@ -33,6 +50,7 @@ class EpochImages:
         self.x_val, self.labels, self.every, self.batch_size = x_val, y_val.argmax(axis=1), every, batch_size
         self.num_classes = y_val.shape[1]
         self.sample = np.sort(np.random.default_rng(0).choice(len(x_val), min(sample, len(x_val)), replace=False))
+        self.grid = drawn.DigitGrid(x_val[self.sample], self.labels[self.sample])
 
     def due(self, epoch: int, epochs: int | None) -> bool:
         """Whether `epoch` (0-based) of a fit of `epochs` gets images."""
@@ -52,7 +70,7 @@ class EpochImages:
     ) -> None:
         """Draws an epoch's two images and logs them to the run at step `epoch`."""
         title = f"Validation, epoch {epoch + 1}"
-        sample = drawn.digit_grid(self.x_val[self.sample], self.labels[self.sample], predicted, title)
+        sample = self.grid(predicted, title)
         matrix = drawn.confusion_matrix(counts, title)
         for key, image in ((EPOCH_SAMPLE_KEY, sample), (EPOCH_CONFUSION_KEY, matrix)):
             client.log_image(run_id, image, key=key, step=epoch, synchronous=True)
