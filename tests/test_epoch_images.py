@@ -97,6 +97,27 @@ def test_the_misclassified_test_digits_are_a_table_with_an_image_per_row(make_cf
         assert np.array_equal(np.asarray(Image.open(png)), x_test[row["test_index"]])  # the digit's own pixels
 
 
+def test_without_confusion_counts_the_validation_set_is_predicted_again_with_a_warning(caplog):
+    import keras
+
+    from mnist_tracking.ml.fit import compile_model
+    from mnist_tracking.ml.mnist import load_mnist
+    from mnist_tracking.ml.models import mlp
+    from mnist_tracking.tracking.epoch_images import EpochImages
+
+    data = load_mnist(str(FIXTURE), "standard", 0.25, None, None)
+    model = mlp(8, "relu", data.input_shape, data.num_classes)
+    compile_model(model, keras.optimizers.SGD(0.01), data, fast=False)  # no ConfusionCounts
+    shown = EpochImages(data.x_val, data.y_val)
+    for _ in range(2):
+        predicted, counts = shown.capture(model, {"val_loss": 1.0})
+    guesses = model.predict(data.x_val, verbose=0).argmax(axis=1)
+    assert counts.sum() == len(data.x_val) and np.trace(counts) == np.sum(guesses == data.y_val.argmax(axis=1))
+    assert np.array_equal(predicted, guesses[shown.sample])
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1  # warned once
+    assert "no ConfusionCounts" in caplog.records[0].message
+
+
 def test_the_image_thread_runs_only_on_idle_cores():
     policy: list[int] = []
     thread = threading.Thread(target=lambda: (yield_to_training(), policy.append(os.sched_getscheduler(0))))

@@ -24,22 +24,21 @@ def compile_model(
     """Categorical cross-entropy and accuracy; `fast`: a whole epoch per call (TensorFlow runs that many steps in
     one call by itself; on JAX `fit` fuses them); `confusion`: also each epoch's confusion counts (ConfusionCounts),
     for the images of an epoch."""
-    model.compile(
-        optimizer=optimizer,
-        loss="categorical_crossentropy",
-        metrics=["accuracy", *([ConfusionCounts(data.num_classes)] if confusion else [])],
-        steps_per_execution=steps_per_epoch(data) if fast else 1,
-    )
+    extra = [ConfusionCounts(data.num_classes)] if confusion else []
+    _compile(model, optimizer, steps_per_epoch(data) if fast else 1, extra)
 
 
 def without_confusion_counts(model: keras.Model) -> None:
     """Compiles `model` again as `compile_model` does without `confusion` (same optimizer and state), so that the
     saved model needs nothing of this package to load: ConfusionCounts is only for the images of an epoch."""
+    _compile(model, model.optimizer, model.steps_per_execution, [])
+
+
+def _compile(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, steps: int, extra: list[keras.metrics.Metric]
+) -> None:
     model.compile(
-        optimizer=model.optimizer,
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-        steps_per_execution=model.steps_per_execution,
+        optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy", *extra], steps_per_execution=steps
     )
 
 

@@ -51,6 +51,7 @@ class EpochImages:
         self.num_classes = y_val.shape[1]
         self.sample = np.sort(np.random.default_rng(0).choice(len(x_val), min(sample, len(x_val)), replace=False))
         self.grid = drawn.DigitGrid(x_val[self.sample], self.labels[self.sample])
+        self.predicts_again = False  # warned that the model counts no confusion itself
 
     def due(self, epoch: int, epochs: int | None) -> bool:
         """Whether `epoch` (0-based) of a fit of `epochs` gets images."""
@@ -61,6 +62,12 @@ class EpochImages:
         predicted = keras.ops.convert_to_numpy(model.predict_on_batch(self.x_val[self.sample])).argmax(axis=1)
         counts = logs.get(f"val_{CONFUSION_COUNTS}")
         if counts is None:  # a model compiled without ConfusionCounts: predict the validation set again
+            if not self.predicts_again:
+                log.warning(
+                    "The model has no ConfusionCounts metric (mnist_tracking.ml.metrics): each epoch's images predict "
+                    "the validation set again, on the training thread. Compile it in to count in Keras's own pass."
+                )
+                self.predicts_again = True
             guesses = model.predict(self.x_val, batch_size=self.batch_size, verbose=0).argmax(axis=1)
             counts = np.bincount(self.labels * self.num_classes + guesses, minlength=self.num_classes**2)
         return predicted, np.asarray(counts).reshape(self.num_classes, self.num_classes).round().astype(int)
