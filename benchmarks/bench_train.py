@@ -14,8 +14,9 @@ MLflow's own Keras callback and default model logging (TensorFlow), per-epoch tr
 overhead, and that of images every epoch (`--only-epochs`: just these), and one system-metrics sample. Every job runs as the real CLI in a
 subprocess, one at a time (two timed jobs side by side would measure each other), but for that row's two.
 
-`--markdown` also writes the invocation's table to benchmarks/RESULTS.md and benchmarks/results.json, headed by
-where it was measured: the commit, the versions, the CPU, the date and the command.
+`--markdown` also writes the invocation's tables, each headed by where it was measured (the commit, the versions,
+the CPU, the date and the command): the per-epoch rows to benchmarks/EPOCH_RESULTS.md and epoch_results.json, the
+others to benchmarks/RESULTS.md and results.json. `--only-epochs --markdown` rewrites only the first two.
 """
 
 from __future__ import annotations
@@ -330,22 +331,27 @@ def provenance(argv: list[str]) -> dict[str, str]:
     }
 
 
-def write_results(rows: Rows, argv: list[str]) -> None:
-    """benchmarks/RESULTS.md (the table under its provenance) and benchmarks/results.json (the same, raw)."""
-    where = provenance(argv)
+# Where --markdown writes: the whole invocation's rows, and the per-epoch rows (which --only-epochs measures alone).
+RESULTS = {"whole": "RESULTS", "epochs": "EPOCH_RESULTS"}
+
+
+def write_results(rows: Rows, argv: list[str], name: str, where: dict[str, str] | None = None) -> None:
+    """benchmarks/<name>.md (the table under its provenance) and benchmarks/<name, lower case>.json (the same, raw)."""
+    where = where or provenance(argv)
     header = "\n".join(f"- **{key}**: {value}" for key, value in where.items())
-    (ROOT / "benchmarks" / "RESULTS.md").write_text(
-        "# Benchmark results\n\nWritten by `benchmarks/bench_train.py --markdown`: the latest invocation only "
-        "(earlier ones are in git's history of this file). Read ratios rather than absolute times: a shared machine's "
-        "other tenants move them.\n\n" + header + "\n\n" + rows.markdown() + "\n",
+    what = "the per-epoch rows" if name == RESULTS["epochs"] else "every row but the per-epoch ones"
+    (ROOT / "benchmarks" / f"{name}.md").write_text(
+        f"# Benchmark results: {what}\n\nWritten by `benchmarks/bench_train.py --markdown`: the latest invocation "
+        "only (earlier ones are in git's history of this file). Read ratios rather than absolute times: a shared "
+        "machine's other tenants move them.\n\n" + header + "\n\n" + rows.markdown() + "\n",
         encoding="utf-8",
     )
-    (ROOT / "benchmarks" / "results.json").write_text(
+    (ROOT / "benchmarks" / f"{name.lower()}.json").write_text(
         json.dumps({"provenance": where, "rows": [{"measure": key, "value": value} for key, value in rows]}, indent=2)
         + "\n",
         encoding="utf-8",
     )
-    print("Wrote benchmarks/RESULTS.md and benchmarks/results.json", flush=True)
+    print(f"Wrote benchmarks/{name}.md and benchmarks/{name.lower()}.json", flush=True)
 
 
 def epoch_rows(rows: Rows, data_path: str) -> None:
@@ -511,7 +517,7 @@ def main() -> None:
     parser.add_argument(
         "--markdown",
         action="store_true",
-        help="also write the table, with its provenance, to benchmarks/RESULTS.md and results.json",
+        help="also write the tables, with their provenance, to benchmarks/RESULTS.md and EPOCH_RESULTS.md (.json too)",
     )
     parser.add_argument(
         "--jax-python",
@@ -521,10 +527,10 @@ def main() -> None:
     args = parser.parse_args()
     PYTHON["jax"] = args.jax_python
     data = f"data.path={Path(args.data_path).resolve()}"
-    rows = Rows()
+    rows, epochs = Rows(), Rows()
     if args.only_epochs:
-        epoch_rows(rows, args.data_path)
-        return finish(rows, args.markdown)
+        epoch_rows(epochs, args.data_path)
+        return finish({RESULTS["epochs"]: epochs}, args.markdown)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     print(
         f"mnist-tracking benchmark: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -588,17 +594,18 @@ def main() -> None:
             f"{baseline:.0f} → {ours:.0f} s ({ours / baseline:.2f} of it)",
         )
     )
-    epoch_rows(rows, args.data_path)
     if args.scale:
         scale_row(rows, data, work)
-    finish(rows, args.markdown)
+    epoch_rows(epochs, args.data_path)
+    finish({RESULTS["whole"]: rows, RESULTS["epochs"]: epochs}, args.markdown)
 
 
-def finish(rows: Rows, markdown: bool) -> None:
-    """Prints the table; with `markdown`, writes it to benchmarks/RESULTS.md too."""
-    rows.table()
-    if markdown:
-        write_results(rows, sys.argv)
+def finish(tables: dict[str, Rows], markdown: bool) -> None:
+    """Prints the tables; with `markdown`, writes each to its file (RESULTS) too."""
+    for name, rows in tables.items():
+        rows.table()
+        if markdown:
+            write_results(rows, sys.argv, name)
 
 
 if __name__ == "__main__":
