@@ -60,6 +60,7 @@ docs: install-test
 	$(VENV)/bin/mkdocs serve
 
 # Runs the documented experiments into a temporary store and writes docs/results.md and every image the docs show
-# (the UI's screenshots through ../shared/tools/ui-check). DATA: the full mnist.npz.
+# (the UI's screenshots through ../shared/tools/ui-check, and ui_epoch_images.png through
+# scripts/ui_epoch_images.js). DATA: the full mnist.npz.
 docs-figures: install-test
 	$(PY) scripts/docs_figures.py --data-path $(or $(DATA),$(error docs-figures needs DATA=path/to/mnist.npz))

@@ -1,26 +1,38 @@
 """Regenerates every image the docs show, and docs/results.md, from fresh runs of the documented experiments.
 
     python scripts/docs_figures.py --data-path ../shared/data/mnist.npz        # what `make docs-figures` runs
+    python scripts/docs_figures.py --data-path ../shared/data/mnist.npz --only epoch_images  # ui_epoch_images.png
 
 Each experiment of docs/results.md runs as the real command line, on the config's default backend, into a store
 of its own in a temporary folder. Then its figures are copied from the runs' artifacts into docs/images/, the
 MLflow UI's screenshots of the study's store are taken with the workplace's `ui-check` tool (`--ui-check`), and
 docs/results.md is written from the runs' recorded values, each result under its provenance: the commit, the
 versions, the machine, the date and the command.
+
+One more run, `epoch_images` (5 epochs of the default model), gives ui_epoch_images.png: its per-epoch
+validation_sample image enlarged in the MLflow UI, with the step slider. ui-check does not take that view:
+scripts/ui_epoch_images.js does, with the Node playwright-core that ui-check installs (`--node-modules`) and
+Chromium, against an `mlflow server` started here on the run's store and stopped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
 import os
 import platform
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -38,11 +50,15 @@ EXPERIMENTS = {
     "convnet": ["model=cnn", "optimizer=adam", "trainer.epochs=5"],
     "optuna": ["hparams_search=optuna", "hydra.sweeper.n_trials=8", "trainer.epochs=15"],
 }
+# Runs that give a figure only, no result: the run whose per-epoch images ui_epoch_images.png shows.
+FIGURE_RUNS = {"epoch_images": ["trainer.epochs=5"]}
+RUNS = {**EXPERIMENTS, **FIGURE_RUNS}
 UI_SHOTS = ("runs.png", "run.png", "metric.png", "artifacts.png", "models.png")
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, as ui-check uses
 
 
 def command(name: str, data_path: str) -> list[str]:
-    return ["python", "-m", "mnist_tracking.train", *EXPERIMENTS[name], f"data.path={data_path}"]
+    return ["python", "-m", "mnist_tracking.train", *RUNS[name], f"data.path={data_path}"]
 
 
 def run_experiment(name: str, data_path: Path, work: Path) -> mlflow.MlflowClient:
@@ -264,18 +280,40 @@ def main() -> None:
         default=ROOT.parent / "shared" / "tools" / "ui-check",
         help="the ui-check tool that takes the UI's screenshots (default: ../shared/tools/ui-check)",
     )
-    parser.add_argument("--only", default=",".join(EXPERIMENTS), help="experiments to run (default: all)")
+    parser.add_argument(
+        "--node-modules",
+        type=Path,
+        default=Path(os.environ.get("UICHECK_HOME", Path.home() / ".cache" / "mnist-ui-check")) / "node_modules",
+        help="the folder holding the playwright-core that ui-check installs, for ui_epoch_images.js "
+        "(default: $UICHECK_HOME/node_modules, else ~/.cache/mnist-ui-check/node_modules)",
+    )
+    parser.add_argument("--only", default=",".join(RUNS), help=f"runs to make, of {','.join(RUNS)} (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not args.ui_check.exists():
+    names = args.only.split(",")
+    if unknown := [name for name in names if name not in RUNS]:
+        raise SystemExit(f"--only: unknown {unknown}; the runs are {list(RUNS)}")
+    if "study" in names and not args.ui_check.exists():
         raise SystemExit(f"--ui-check {args.ui_check}: no such tool; the UI's screenshots need it")
+    if "epoch_images" in names:
+        needs = {
+            f"playwright-core in {args.node_modules} (ui-check installs it on first use)": (
+                args.node_modules / "playwright-core"
+            ).is_dir(),
+            "node on PATH": shutil.which("node") is not None,
+            f"Chromium at {CHROMIUM}": CHROMIUM.exists(),
+        }
+        if missing := [what for what, there in needs.items() if not there]:
+            raise SystemExit(f"ui_epoch_images.png needs {', '.join(missing)}")
     IMAGES.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="docs-figures-"))
-    names = args.only.split(",")
     where = machine()  # before anything runs: the state of the code the results come from
     parts = [INTRO]
     for name in names:
         client = run_experiment(name, args.data_path.resolve(), work)
+        if name == "epoch_images":
+            epoch_images_screenshot(client, work / name, args.node_modules)
+            continue
         title, text, section = SECTIONS[name]
         parts.append(
             f"## {title}\n\n{text}\n\n```bash\n{' '.join(command(name, '../shared/data/mnist.npz'))}\n```"
@@ -283,10 +321,10 @@ def main() -> None:
         )
         if name == "study":
             screenshots(args.ui_check, work / "study")
-    if names == list(EXPERIMENTS):
+    if [name for name in names if name in EXPERIMENTS] == list(EXPERIMENTS):
         (ROOT / "docs" / "results.md").write_text("\n".join(parts), encoding="utf-8")
         log.info("Wrote docs/results.md")
-    else:
+    elif any(name in EXPERIMENTS for name in names):
         log.info("Not all experiments ran: docs/results.md left as it is. What they gave:\n%s", "\n".join(parts))
 
 
@@ -316,6 +354,78 @@ def screenshots(ui_check: Path, folder: Path) -> None:
         shutil.copyfile(out / shot, IMAGES / shot)
         log.info("Wrote docs/images/%s", shot)
     json.loads((out / "summary.json").read_text())  # the tool's own record that it saw the runs
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path) -> Iterator[str]:
+    """`mlflow server` on the store in `folder/mlruns` (127.0.0.1, a free port, one worker) while the block runs;
+    yields its URL. The server and its workers form a process group of their own, stopped as one afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = Path(tempfile.mkdtemp(prefix="mlflow-server-"))  # its cwd: a default ./mlartifacts lands here
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    args = ["--backend-store-uri", f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}", "--host", "127.0.0.1"]
+    with open(home / "server.log", "w") as server_log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", *args, "--port", str(port), "--workers", "1"],
+            cwd=home,
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    tail = (home / "server.log").read_text()[-3000:]
+                    raise SystemExit(f"mlflow server on {folder} did not come up:\n{tail}") from None
+                time.sleep(0.5)
+        log.info("mlflow server (pid %d) up on %s", server.pid, url)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)  # whatever of the group outlived the TERM
+        server.wait()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def epoch_images_screenshot(client: mlflow.MlflowClient, folder: Path, node_modules: Path) -> None:
+    """ui_epoch_images.png: the run's validation_sample image at its first epoch, enlarged in the MLflow UI, with
+    the slider that steps through the epochs (scripts/ui_epoch_images.js takes it)."""
+    [run] = job_runs(client)
+    with mlflow_server(folder) as url:
+        done = subprocess.run(
+            [
+                "node",
+                str(ROOT / "scripts" / "ui_epoch_images.js"),
+                "--run-url",
+                f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}",
+                "--out",
+                str(IMAGES / "ui_epoch_images.png"),
+                "--chromium",
+                str(CHROMIUM),
+            ],
+            env={**os.environ, "NODE_PATH": str(node_modules)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    if done.returncode != 0:
+        raise SystemExit(f"ui_epoch_images.js failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    log.info("Wrote docs/images/ui_epoch_images.png")
 
 
 if __name__ == "__main__":
