@@ -1,0 +1,153 @@
+"""The authenticated team server (deploy/team-server: PostgreSQL, MLflow's basic-auth app, nginx with TLS) on
+loopback: a team's user runs and sweeps over TLS, only the model's team moves its champion, a client without the CA
+is refused, and four commands of two users at once, with a server restart among them, lose nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import mlflow
+import pytest
+import requests
+
+from mnist_tracking import names
+from tests.helpers import FIXTURE, assert_complete_child, cli, run_cli, runs, sweep_runs
+from tests.stack import add_user, as_user, grant_team, team_stack
+from tests.test_team import assert_sweep_on_server
+
+pytestmark = pytest.mark.slow
+MODEL = "mnist-best"  # conf/sweep/default.yaml: sweep.registered_model_name
+ONE_EPOCH = ["trainer.epochs=1", f"data.path={FIXTURE}"]
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """The stack, with alice and bob in the team that may edit experiments `mnist` and `sweep` and the registered
+    model, and carol, who has no grant (the server's default: READ)."""
+    with team_stack() as stack:
+        grant_team(stack, "mnist-team", ["alice", "bob"], ["mnist", "sweep"], MODEL)
+        add_user(stack, "carol")
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def team_sweep(stack, tmp_path_factory):
+    """alice's single run and her 2-worker joblib sweep over TLS; their outputs."""
+    cwd = tmp_path_factory.mktemp("alice")
+    env = stack.client_env("alice")
+    run = run_cli(ONE_EPOCH, cwd, env=env)
+    sweep = run_cli(
+        ["-m", "model=dense,mlp64", *ONE_EPOCH, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+        + ["mlflow.experiment_name=sweep"],
+        cwd,
+        env=env,
+    )
+    return run, sweep
+
+
+def test_a_team_user_runs_and_sweeps_over_tls(stack, team_sweep):
+    (run_code, run_out), (sweep_code, sweep_out) = team_sweep
+    assert run_code == 0, run_out
+    assert sweep_code == 0, sweep_out
+    with as_user(stack, "admin") as client:
+        [run] = runs(stack.uri, "mnist")
+        assert_complete_child(client, run)
+        assert_sweep_on_server(stack.uri, "sweep", 2)
+        [parent], _ = sweep_runs(stack.uri, "sweep")
+        version = client.get_model_version_by_alias(MODEL, names.CHAMPION_ALIAS)
+        assert parent.data.tags[names.REGISTERED_MODEL_TAG] == f"{MODEL}/{version.version}"
+        assert version.run_id == parent.data.tags["best_run_id"]
+
+
+def test_only_the_models_team_moves_its_champion(stack, team_sweep):
+    with as_user(stack, "admin") as client:
+        champion = client.get_model_version_by_alias(MODEL, names.CHAMPION_ALIAS).version
+    with as_user(stack, "carol") as client:
+        assert client.get_model_version_by_alias(MODEL, names.CHAMPION_ALIAS).version == champion  # READ
+        for move in (
+            lambda: client.set_registered_model_alias(MODEL, names.CHAMPION_ALIAS, champion),
+            lambda: client.delete_registered_model_alias(MODEL, names.CHAMPION_ALIAS),
+        ):
+            with pytest.raises(mlflow.MlflowException) as refused:
+                move()
+            assert refused.value.get_http_status_code() == 403
+    with as_user(stack, "bob") as client:
+        client.set_registered_model_alias(MODEL, names.CHAMPION_ALIAS, champion)  # in the model's team
+    response = requests.post(
+        f"{stack.uri}/api/2.0/mlflow/registered-models/alias",
+        json={"name": MODEL, "alias": names.CHAMPION_ALIAS, "version": champion},
+        auth=("carol", "not her password"),
+        verify=stack.ca,
+        timeout=30,
+    )
+    assert response.status_code == 401
+
+
+def test_a_server_whose_certificate_the_client_does_not_trust_is_refused(stack, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's client would retry for minutes
+    code, out = run_cli(ONE_EPOCH, tmp_path, env=stack.client_env("alice", ca=False))
+    assert code == 2, out
+    assert "unreachable (SSLError)" in out
+    with as_user(stack, "alice", ca=False) as client, pytest.raises(mlflow.MlflowException, match="SSL"):
+        client.search_experiments()
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{stack.uri}/health", timeout=30)
+    assert requests.get(f"{stack.uri}/health", verify=stack.ca, timeout=30).ok
+
+
+def test_two_users_four_commands_at_once_and_a_restart_lose_nothing(tmp_path):
+    """Two joblib sweeps of 6 one-epoch jobs (2 workers each) and two single runs, of alice and bob at once; the
+    MLflow server (only it) restarts once the first job has finished."""
+    with team_stack() as stack:
+        grant_team(stack, "team", ["alice", "bob"], ["load"], MODEL)
+        sweep = [
+            "-m",
+            "model=dense,mlp64",
+            "seed=1,2,3",
+            *ONE_EPOCH,
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+        ]
+        commands = []
+        for i, (user, args) in enumerate([("alice", sweep), ("bob", sweep), ("alice", ONE_EPOCH), ("bob", ONE_EPOCH)]):
+            (tmp_path / str(i)).mkdir()
+            commands.append(cli([*args, "mlflow.experiment_name=load"], tmp_path / str(i), env=stack.client_env(user)))
+        with ThreadPoolExecutor(len(commands)) as pool:  # each command's output read as it comes: none blocks
+            outputs = pool.map(finish, commands)
+            try:
+                with as_user(stack, "admin"):
+                    deadline = time.monotonic() + 600
+                    while not any(r.info.status == "FINISHED" for r in runs(stack.uri, "load")):
+                        assert time.monotonic() < deadline and all(p.poll() is None for p in commands[:2])
+                        time.sleep(2)
+                stack.script("restart-mlflow")
+            except BaseException:
+                for proc in commands:
+                    proc.kill()
+                raise
+            outputs = list(outputs)
+        assert [proc.returncode for proc in commands] == [0] * 4, "\n\n".join(outputs)
+        with as_user(stack, "admin") as client:
+            parents, children = sweep_runs(stack.uri, "load")
+            assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+            assert sorted(len(jobs) for jobs in children.values()) == [6, 6]
+            singles = [r for r in runs(stack.uri, "load") if r.data.tags.get("sweep") != "true"]
+            singles = [r for r in singles if "mlflow.parentRunId" not in r.data.tags]
+            assert len(singles) == 2
+            for run in [*singles, *(job for jobs in children.values() for job in jobs)]:
+                assert_complete_child(client, run)
+        started = time.monotonic()
+        stack.script("stop")
+        assert time.monotonic() - started < 60
+        assert "stopped" in stack.script("status", check=False).stderr
+
+
+def finish(proc: subprocess.Popen) -> str:
+    """The command's whole output once it ends (killed after 15 minutes)."""
+    try:
+        return proc.communicate(timeout=900)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0] + "\n(killed after 15 minutes)"
