@@ -4,17 +4,21 @@ is refused, and four commands of two users at once, with a server restart among 
 
 from __future__ import annotations
 
+import json
+import secrets
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import mlflow
 import pytest
 import requests
 
 from mnist_tracking import names
+from tests.docs import ROOT, tagged
 from tests.helpers import FIXTURE, assert_complete_child, cli, run_cli, runs, sweep_runs
-from tests.stack import add_user, as_user, grant_team, team_stack
+from tests.stack import Stack, add_user, as_user, grant_team, stack_env, team_stack
 from tests.test_team import assert_sweep_on_server
 
 pytestmark = pytest.mark.slow
@@ -151,3 +155,122 @@ def finish(proc: subprocess.Popen) -> str:
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.communicate()[0] + "\n(killed after 15 minutes)"
+
+
+def test_the_auth_page_runs_as_written(tmp_path):
+    """docs/team/auth.md's commands, in order, as root from a copy of the repository's root, with the tests' folder
+    and ports; its real certificate is one a test CA signs for mlflow.example.org."""
+    blocks = tagged("team-auth")
+    assert len(blocks) == 6
+    srv, work = tmp_path / "srv", tmp_path / "work"
+    tmp_path.chmod(0o711)  # the postgres user runs the database in it
+    work.mkdir()
+    for name in ("deploy", "tests"):
+        (work / name).symlink_to(ROOT / name)
+    env = stack_env(srv) | {"MLFLOW_AUTH_ADMIN_PASSWORD": secrets.token_urlsafe(18)}
+    port = env["TEAM_SERVER_PORT"]
+    real = real_certificate(tmp_path / "le", "mlflow.example.org")
+    replace = {
+        "/srv/mlflow-team": str(srv),
+        "localhost:8443": f"localhost:{port}",
+        "/etc/letsencrypt/live/mlflow.example.org": str(tmp_path / "le"),
+        "TEAM_SERVER_LISTEN=0.0.0.0": "TEAM_SERVER_LISTEN=127.0.0.1",  # loopback, in a test
+    }
+
+    def run(block) -> subprocess.CompletedProcess:
+        code = block.code
+        for old, new in replace.items():
+            code = code.replace(old, new)
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", code], cwd=work, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
+        return done
+
+    try:
+        start, admin, permission, client, certificate, stop = blocks
+        assert "postgresql: running" in run(start).stderr
+        passwords = dict(line.split() for line in run(admin).stdout.splitlines())
+        assert set(passwords) == {"alice", "bob"}
+        assert json.loads(run(permission).stdout) == {"allowed": True, "permission": "EDIT"}
+        replace["the password the admin handed over"] = passwords["alice"]
+        run(client)
+        stack = Stack(srv, env, env["MLFLOW_AUTH_ADMIN_PASSWORD"], passwords)
+        with as_user(stack, "admin"):
+            [run_] = runs(stack.uri, "mnist")
+            assert run_.info.status == "FINISHED"
+        run(certificate)
+        health = f"https://mlflow.example.org:{port}/health"
+        assert requests.get(health.replace("mlflow.example.org", "127.0.0.1"), verify=False, timeout=30).ok
+        curl = ["curl", "-fsS", "--resolve", f"mlflow.example.org:{port}:127.0.0.1", health]
+        assert subprocess.run([*curl, "--cacert", str(real)], capture_output=True, text=True).stdout == "OK"
+        assert subprocess.run([*curl, "--cacert", str(stack.ca)], capture_output=True).returncode == 60  # not trusted
+        run(stop)
+        assert (
+            "postgresql: stopped"
+            in subprocess.run(
+                [str(ROOT / "deploy" / "team-server"), "status"], env=env, capture_output=True, text=True
+            ).stderr
+        )
+    finally:
+        subprocess.run([str(ROOT / "deploy" / "team-server"), "stop"], env=env, capture_output=True)
+
+
+def real_certificate(folder: Path, name: str) -> Path:
+    """fullchain.pem and privkey.pem for `name` in `folder`, as Let's Encrypt lays them out, signed by a CA of the
+    test's own; returns that CA's certificate."""
+    folder.mkdir()
+    ca, key = folder / "test-ca.pem", folder / "test-ca.key"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        str(key),
+        "-out",
+        str(ca),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    )
+    openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        str(folder / "privkey.pem"),
+        "-out",
+        str(folder / "request.csr"),
+    )
+    (folder / "ext").write_text(f"subjectAltName=DNS:{name}\nextendedKeyUsage=serverAuth\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(folder / "request.csr"),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(folder / "ext"),
+        "-out",
+        str(folder / "fullchain.pem"),
+    )
+    return ca
