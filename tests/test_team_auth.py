@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -93,7 +95,8 @@ def test_a_server_whose_certificate_the_client_does_not_trust_is_refused(stack, 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's client would retry for minutes
     code, out = run_cli(ONE_EPOCH, tmp_path, env=stack.client_env("alice", ca=False))
     assert code == 2, out
-    assert "unreachable (SSLError)" in out
+    assert "SSLError" in out or "certificate" in out, out  # refused ahead of any training
+    assert "epoch 1/1" not in out
     with as_user(stack, "alice", ca=False) as client, pytest.raises(mlflow.MlflowException, match="SSL"):
         client.search_experiments()
     with pytest.raises(requests.exceptions.SSLError):
@@ -157,13 +160,14 @@ def finish(proc: subprocess.Popen) -> str:
         return proc.communicate()[0] + "\n(killed after 15 minutes)"
 
 
-def test_the_auth_page_runs_as_written(tmp_path):
+def test_the_auth_page_runs_as_written():
     """docs/team/auth.md's commands, in order, as root from a copy of the repository's root, with the tests' folder
     and ports; its real certificate is one a test CA signs for mlflow.example.org."""
     blocks = tagged("team-auth")
     assert len(blocks) == 6
-    srv, work = tmp_path / "srv", tmp_path / "work"
+    tmp_path = Path(tempfile.mkdtemp(prefix="team-doc-"))  # pytest's is closed to the postgres user
     tmp_path.chmod(0o711)  # the postgres user runs the database in it
+    srv, work = tmp_path / "srv", tmp_path / "work"
     work.mkdir()
     for name in ("deploy", "tests"):
         (work / name).symlink_to(ROOT / name)
@@ -214,6 +218,7 @@ def test_the_auth_page_runs_as_written(tmp_path):
         )
     finally:
         subprocess.run([str(ROOT / "deploy" / "team-server"), "stop"], env=env, capture_output=True)
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def real_certificate(folder: Path, name: str) -> Path:
