@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,11 @@ def load(stack: Stack, data: Path, work: Path) -> dict[str, str]:
         "load: latency p50 / p95 / p99 / max": " / ".join(
             f"{v * 1000:.0f} ms" for v in (quantiles[49], quantiles[94], quantiles[98], seconds[-1])
         ),
-        "load: responses not 2xx": str(sum(not m["status"].startswith("2") for m in lines)),
+        "load: responses not 2xx, by status": ", ".join(
+            f"{status}: {n}"
+            for status, n in sorted(Counter(m["status"] for m in lines if m["status"][0] != "2").items())
+        )
+        or "none",
     }
 
 
@@ -139,7 +144,8 @@ def main() -> None:
     if args.markdown:
         header = "\n".join(f"- **{key}**: {value}" for key, value in provenance(sys.argv).items())
         (ROOT / "benchmarks" / "SERVER_RESULTS.md").write_text(
-            "Written by `benchmarks/bench_server.py --markdown`: the latest invocation only.\n\n"
+            "Written by `benchmarks/bench_server.py --markdown`: the latest invocation only. Read ratios rather than "
+            "absolute times: a shared machine's other tenants move them.\n\n"
             f"<!-- provenance -->\n{header}\n<!-- /provenance -->\n\n{rows.markdown()}\n"
         )
 
