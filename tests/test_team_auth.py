@@ -65,6 +65,9 @@ def test_a_team_user_runs_and_sweeps_over_tls(stack, team_sweep):
         version = client.get_model_version_by_alias(MODEL, names.CHAMPION_ALIAS)
         assert parent.data.tags[names.REGISTERED_MODEL_TAG] == f"{MODEL}/{version.version}"
         assert version.run_id == parent.data.tags["best_run_id"]
+        password = stack.passwords["alice"]
+        for recorded in [run, *runs(stack.uri, "sweep")]:
+            assert password not in json.dumps([recorded.data.params, recorded.data.tags])
 
 
 def test_only_the_models_team_moves_its_champion(stack, team_sweep):
@@ -79,6 +82,10 @@ def test_only_the_models_team_moves_its_champion(stack, team_sweep):
             with pytest.raises(mlflow.MlflowException) as refused:
                 move()
             assert refused.value.get_http_status_code() == 403
+        experiment_id = client.get_experiment_by_name("sweep").experiment_id
+        with pytest.raises(mlflow.MlflowException) as refused:
+            client.create_run(experiment_id)  # nor logs to the team's experiment
+        assert refused.value.get_http_status_code() == 403
     with as_user(stack, "bob") as client:
         client.set_registered_model_alias(MODEL, names.CHAMPION_ALIAS, champion)  # in the model's team
     response = requests.post(
