@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -117,6 +118,22 @@ def main() -> None:
     args = parser.parse_args()
     rows = Rows()
     work = Path(tempfile.mkdtemp(prefix="bench-server-"))
+    try:
+        measure(rows, args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows.table()
+    if args.markdown:
+        header = "\n".join(f"- **{key}**: {value}" for key, value in provenance(sys.argv).items())
+        (ROOT / "benchmarks" / "SERVER_RESULTS.md").write_text(
+            "Written by `benchmarks/bench_server.py --markdown`: the latest invocation only. Read ratios rather than "
+            "absolute times: a shared machine's other tenants move them.\n\n"
+            f"<!-- provenance -->\n{header}\n<!-- /provenance -->\n\n{rows.markdown()}\n"
+        )
+
+
+def measure(rows: Rows, args: argparse.Namespace, work: Path) -> None:
+    """The rows: the runs against each server, alternating, then the load."""
     times: dict[str, list[float]] = {"plain": [], "authenticated": [], "authenticated, no credential cache": []}
     with postgres() as db, mlflow_server(db, work / "artifacts") as plain, team_stack() as stack:
         grant_team(stack, "bench", ["alice", "bob"], ["bench", "load"], "mnist-best")
@@ -140,14 +157,6 @@ def main() -> None:
             rows.append((f"one-epoch dense run, {key}", f"{median:.1f} s ({median / base:.2f}x plain)"))
         for key, value in load(stack, args.data_path, work).items():
             rows.append((key, value))
-    rows.table()
-    if args.markdown:
-        header = "\n".join(f"- **{key}**: {value}" for key, value in provenance(sys.argv).items())
-        (ROOT / "benchmarks" / "SERVER_RESULTS.md").write_text(
-            "Written by `benchmarks/bench_server.py --markdown`: the latest invocation only. Read ratios rather than "
-            "absolute times: a shared machine's other tenants move them.\n\n"
-            f"<!-- provenance -->\n{header}\n<!-- /provenance -->\n\n{rows.markdown()}\n"
-        )
 
 
 if __name__ == "__main__":
