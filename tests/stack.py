@@ -28,9 +28,17 @@ def nginx() -> str:
     found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if not found and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(["apt-get", "install", "-y", "-q", "nginx-light"], capture_output=True, env=env).returncode:
+
+        def install(package: str) -> bool:
+            return (
+                subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, env=env).returncode
+                == 0
+            )
+
+        # nginx-light where Debian has it (12), else nginx; after an `apt-get update` when neither is known yet.
+        if not (install("nginx-light") or install("nginx")):
             subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
-            subprocess.run(["apt-get", "install", "-y", "-q", "nginx-light"], check=True, capture_output=True, env=env)
+            install("nginx-light") or install("nginx")
         found = shutil.which("nginx") or "/usr/sbin/nginx"
     if not found or not Path(found).exists():
         raise RuntimeError("nginx is not installed and could not be installed")
