@@ -66,6 +66,7 @@ class MlflowCallback(keras.callbacks.Callback):
         mode: "max" or "min": which of its values is the best (the first of equal ones).
         resumable: Callbacks of the same fit whose state, by name, goes into the checkpoints.
         images: Images logged every few epochs, drawn on a thread of their own.
+        on_close: Called first thing when the fit's records start to be waited for (`close`), e.g. to bound how long.
     """
 
     def __init__(
@@ -80,17 +81,15 @@ class MlflowCallback(keras.callbacks.Callback):
         mode: str = "max",
         resumable: Mapping[str, Resumable] | None = None,
         images: EpochImages | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
-        self.run_id = run_id
-        self.tracking_uri = tracking_uri
+        self.run_id, self.tracking_uri = run_id, tracking_uri
         self.checkpoint_every = checkpoint_every
         self.checkpoint_dir = checkpoint_dir or Path.cwd()
-        self.recorded = recorded or {}
-        self.log_figure = log_figure
+        self.recorded, self.log_figure = recorded or {}, log_figure
         self.monitor, self.mode = monitor, mode
-        self.resumable = resumable or {}
-        self.images = images
+        self.resumable, self.images, self.on_close = resumable or {}, images, on_close
         self.history: dict[str, list[float]] = {}
         self._run_id: str | None = None
         self._client: mlflow.MlflowClient | None = None
@@ -201,6 +200,8 @@ class MlflowCallback(keras.callbacks.Callback):
 
         `raise_errors=False` (a fit already failing or stopped) logs a failed upload instead of raising it.
         """
+        if self.on_close:
+            self.on_close()
         uploads, self._uploads = self._uploads, []
         pending, self._pending = self._pending, []
         drawings, self._drawings = self._drawings, []
