@@ -6,9 +6,7 @@ import contextlib
 import functools
 import logging
 import math
-import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,18 +29,18 @@ from mnist_tracking.names import (
     CHECKPOINT_EPOCH_TAG,
     STOPPED_EPOCH_TAG,
 )
-from mnist_tracking.tracking.epoch_images import EpochImages
+from mnist_tracking.tracking.epoch_images import EpochImages, yield_to_training
 
 log = logging.getLogger(__name__)
 
 
-def _yield_to_training() -> None:
-    """Runs this thread at the lowest priority (Linux: a thread's own nice value), so that its work takes the cores
-    training leaves idle rather than slowing training down."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the images still come, at normal priority
-        log.warning("Could not lower the image thread's priority (%s): images may slow training", exc)
+def _raise_refusal(pending: list[Future]) -> None:
+    """Raises a recent metrics write that the server refused (HTTP 401 or 403: a permission taken away), so that
+    training stops with the reason instead of going on unrecorded. A server that does not answer is waited for."""
+    for logged in pending[-3:]:
+        exc = logged.exception() if logged.done() else None
+        if exc is not None and getattr(exc, "get_http_status_code", lambda: None)() in (401, 403):
+            raise exc
 
 
 class MlflowCallback(keras.callbacks.Callback):
@@ -111,7 +109,7 @@ class MlflowCallback(keras.callbacks.Callback):
         if self.checkpoint_every:
             self._uploader = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-upload")
         if self.images:
-            self._drawer = ThreadPoolExecutor(1, thread_name_prefix="epoch-images", initializer=_yield_to_training)
+            self._drawer = ThreadPoolExecutor(1, thread_name_prefix="epoch-images", initializer=yield_to_training)
         total = self.model.count_params()
         trainable = sum(math.prod(w.shape) for w in self.model.trainable_weights)
         client.log_batch(
@@ -122,6 +120,7 @@ class MlflowCallback(keras.callbacks.Callback):
         client.log_text(self._run_id, "\n".join(lines) + "\n", "model_summary.txt")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        _raise_refusal(self._pending)
         # Numbers only: a metric whose result is an array (ConfusionCounts) is for the images, not the store.
         metrics = {key: float(value) for key, value in (logs or {}).items() if np.ndim(value) == 0}
         # A resumed fit may retrain epochs whose metrics were recorded before its checkpoint was: once is enough.

@@ -3,6 +3,9 @@ digits with what the model predicts, and the validation confusion matrix."""
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from collections.abc import Mapping
 
 import keras
@@ -11,6 +14,17 @@ import numpy as np
 
 from mnist_tracking.ml import images as drawn
 from mnist_tracking.names import CONFUSION_COUNTS, EPOCH_CONFUSION_KEY, EPOCH_SAMPLE_KEY
+
+log = logging.getLogger(__name__)
+
+
+def yield_to_training() -> None:
+    """Runs this thread at the lowest priority (Linux: a thread's own nice value), so that its work takes the cores
+    training leaves idle rather than slowing training down."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the images still come, at normal priority
+        log.warning("Could not lower the image thread's priority (%s): images may slow training", exc)
 
 
 class EpochImages:
