@@ -130,11 +130,11 @@ def authenticate(tracking_uri: str) -> dict[str, Any] | None:
 
 
 def require_write(
-    tracking_uri: str, user: dict[str, Any] | None, resource_type: str, resource_id: str, shown: str, hint: str
+    tracking_uri: str, user: dict[str, Any] | None, kind: str, resource_id: str, shown: str, hint: str
 ) -> None:
-    """ConfigError unless `user` may write to the resource (EDIT or MANAGE): an experiment by id, or a registered
-    model by name. `shown` names it in the message, `hint` ends it. Nothing to check without the auth app, or for an
-    admin."""
+    """ConfigError unless `user` may write to the resource (EDIT or MANAGE): an "experiment" by id, or a "registered
+    model" by name (`kind`; the API writes it with an underscore). `shown` names it in the message, `hint` ends it.
+    Nothing to check without the auth app, or for an admin."""
     if user is None or user.get("is_admin"):
         return
     try:
@@ -142,7 +142,7 @@ def require_write(
             tracking_uri,
             USER_PERMISSION,
             username=user["username"],
-            resource_type=resource_type,
+            resource_type=kind.replace(" ", "_"),
             resource_id=resource_id,
         )
     except requests.RequestException as exc:
@@ -159,7 +159,7 @@ def require_write(
     permission = response.json().get("permission", "NO_PERMISSIONS")
     if permission not in WRITES:
         raise ConfigError(
-            f"User {user['username']!r} has {permission} on {resource_type.replace('_', ' ')} {shown!r} at "
+            f"User {user['username']!r} has {permission} on {kind} {shown!r} at "
             f"{redact_text(tracking_uri)}; this command needs EDIT. Ask its owner or the server's admin for EDIT, "
             f"or {hint}."
         )
@@ -179,5 +179,5 @@ def require_model_write(tracking_uri: str, name: str) -> None:
     if found.status_code == 404:
         return
     require_write(
-        tracking_uri, user, "registered_model", name, name, "register elsewhere (sweep.registered_model_name)"
+        tracking_uri, user, "registered model", name, name, "register elsewhere (sweep.registered_model_name)"
     )
