@@ -35,7 +35,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from mnist_tracking.ml import callbacks as fit_callbacks
     from mnist_tracking.ml import fit as training
     from mnist_tracking.ml.data import load_dataset
-    from mnist_tracking.tracking import continuation, evaluation, recording, resume, store
+    from mnist_tracking.tracking import continuation, ending, evaluation, recording, resume, store
     from mnist_tracking.tracking import run as tracking
 
     uri, experiment_id = store.open_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, job.launch_dir)
@@ -53,7 +53,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         resumed = continuation.continue_run(client, stopped, model, job.output_dir)  # a new run: from nothing
         test_set = tracking.record_inputs(run, cfg, job, data, stopped)
         recorder, callbacks = recording.job_callbacks(cfg, run.info.run_id, uri, job.output_dir, data, resumed)
-        with recorder.closing():  # stopped or not, what was trained is on record before the run ends
+        # Stopped or not, what was trained is on record before the run ends; if the server answers, within bounds.
+        with recorder.closing(), ending.guard(uri, run.info.run_id):
             training.fit(model, data, cfg.trainer, cfg.seed, resumed.first_epoch, callbacks)
         training.raise_if_diverged(recorder.history)
         epoch = fit_callbacks.weights_epoch(callbacks, recorder.last_epoch)  # the best one, when a callback restored it
@@ -105,6 +106,10 @@ def main(cfg: DictConfig) -> float:
             log.error("%s", exc)
             if not multirun:
                 sys.exit(1)
+        elif refused(exc.__cause__):  # the server refused a write mid-run (a permission taken away): a reason too
+            log.error("%s. The server refused it: check this user's permission on the experiment.", exc)
+            if not multirun:
+                sys.exit(2)
         elif not multirun:
             raise
         else:  # one failing job must not end the sweep: its run is FAILED and the sweep's report lists it
@@ -112,6 +117,12 @@ def main(cfg: DictConfig) -> float:
         return math.nan
     # Any other failure has no run to show it: it ends a sweep, loudly.
     return metrics[cfg.optimized_metric]
+
+
+def refused(exc: BaseException | None) -> bool:
+    """Whether `exc` is a tracking server's refusal (HTTP 401 or 403) of a request."""
+    status = getattr(exc, "get_http_status_code", None)
+    return callable(status) and status() in (401, 403)
 
 
 def cli() -> None:

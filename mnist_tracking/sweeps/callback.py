@@ -36,7 +36,7 @@ from mnist_tracking.names import (
 from mnist_tracking.runtime.redaction import redact, redact_text
 from mnist_tracking.sweeps import dry_run, record, report
 from mnist_tracking.sweeps.space import swept_values
-from mnist_tracking.tracking import labels, store
+from mnist_tracking.tracking import access, labels, store
 from mnist_tracking.tracking.identity import source_tags, sweep_hash
 from mnist_tracking.tracking.registry import promote_if_better, register_run_model
 from mnist_tracking.tracking.resume import claim_sweep, owner_tags
@@ -87,6 +87,8 @@ class MlflowSweepCallback(Callback):
         self.tracking_uri, experiment_id = store.open_experiment(
             config.mlflow.tracking_uri, config.mlflow.experiment_name, launch_dir
         )
+        if config.sweep.register_best:  # a sweep that ends by registering its best model may do so: known now
+            access.require_model_write(self.tracking_uri, config.sweep.registered_model_name)
         # MLflow resolves `models:/` URIs (registering the best job's model) against the process-wide URI: set here,
         # since a sweep whose every job is skipped trains nothing that would set it.
         mlflow.set_tracking_uri(self.tracking_uri)

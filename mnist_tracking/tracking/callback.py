@@ -34,6 +34,15 @@ from mnist_tracking.tracking.epoch_images import EpochImages, yield_to_training
 log = logging.getLogger(__name__)
 
 
+def _raise_refusal(pending: list[Future]) -> None:
+    """Raises a recent metrics write that the server refused (HTTP 401 or 403: a permission taken away), so that
+    training stops with the reason instead of going on unrecorded. A server that does not answer is waited for."""
+    for logged in pending[-3:]:
+        exc = logged.exception() if logged.done() else None
+        if exc is not None and getattr(exc, "get_http_status_code", lambda: None)() in (401, 403):
+            raise exc
+
+
 class MlflowCallback(keras.callbacks.Callback):
     """Logs a fit to an MLflow run.
 
@@ -55,6 +64,7 @@ class MlflowCallback(keras.callbacks.Callback):
         mode: "max" or "min": which of its values is the best (the first of equal ones).
         resumable: Callbacks of the same fit whose state, by name, goes into the checkpoints.
         images: Images logged every few epochs, drawn on a thread of their own.
+        on_close: Called first thing when the fit's records start to be waited for (`close`), e.g. to bound how long.
     """
 
     def __init__(
@@ -69,17 +79,15 @@ class MlflowCallback(keras.callbacks.Callback):
         mode: str = "max",
         resumable: Mapping[str, Resumable] | None = None,
         images: EpochImages | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
-        self.run_id = run_id
-        self.tracking_uri = tracking_uri
+        self.run_id, self.tracking_uri = run_id, tracking_uri
         self.checkpoint_every = checkpoint_every
         self.checkpoint_dir = checkpoint_dir or Path.cwd()
-        self.recorded = recorded or {}
-        self.log_figure = log_figure
+        self.recorded, self.log_figure = recorded or {}, log_figure
         self.monitor, self.mode = monitor, mode
-        self.resumable = resumable or {}
-        self.images = images
+        self.resumable, self.images, self.on_close = resumable or {}, images, on_close
         self.history: dict[str, list[float]] = {}
         self._run_id: str | None = None
         self._client: mlflow.MlflowClient | None = None
@@ -112,6 +120,7 @@ class MlflowCallback(keras.callbacks.Callback):
         client.log_text(self._run_id, "\n".join(lines) + "\n", "model_summary.txt")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        _raise_refusal(self._pending)
         # Numbers only: a metric whose result is an array (ConfusionCounts) is for the images, not the store.
         metrics = {key: float(value) for key, value in (logs or {}).items() if np.ndim(value) == 0}
         # A resumed fit may retrain epochs whose metrics were recorded before its checkpoint was: once is enough.
@@ -190,6 +199,8 @@ class MlflowCallback(keras.callbacks.Callback):
 
         `raise_errors=False` (a fit already failing or stopped) logs a failed upload instead of raising it.
         """
+        if self.on_close:
+            self.on_close()
         uploads, self._uploads = self._uploads, []
         pending, self._pending = self._pending, []
         drawings, self._drawings = self._drawings, []

@@ -3,6 +3,7 @@ the MLflow recorder, with the best epoch and the images per epoch, and a log lin
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import keras
@@ -10,6 +11,7 @@ from omegaconf import DictConfig
 
 from mnist_tracking.ml import callbacks as fit_callbacks
 from mnist_tracking.ml.data import Dataset
+from mnist_tracking.tracking import ending
 from mnist_tracking.tracking.callback import MlflowCallback
 from mnist_tracking.tracking.continuation import Resumed
 from mnist_tracking.tracking.epoch_images import EpochImages
@@ -44,5 +46,6 @@ def job_callbacks(
         mode="max" if cfg.optimized_direction == "maximize" else "min",
         resumable=resumable,
         images=EpochImages(data.x_val, data.y_val, every, cfg.trainer.eval_batch_size) if every else None,
+        on_close=functools.partial(ending.arm, tracking_uri, run_id),  # from here, a silent server is given up on
     )
     return recorder, [*configured.values(), recorder, fit_callbacks.epoch_logger(cfg.trainer.epochs)]

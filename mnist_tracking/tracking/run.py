@@ -12,6 +12,7 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from mnist_tracking.errors import DivergedError, RunFailedError
@@ -28,7 +29,7 @@ from mnist_tracking.names import (
 from mnist_tracking.runtime import speedups
 from mnist_tracking.runtime.job import Job
 from mnist_tracking.runtime.redaction import redact
-from mnist_tracking.tracking import resume
+from mnist_tracking.tracking import ending, resume
 from mnist_tracking.tracking.identity import config_hash, source_tags
 from mnist_tracking.tracking.inputs import datasets, log_config, log_datasets
 from mnist_tracking.tracking.labels import user_tags
@@ -211,12 +212,21 @@ def tracked_run(
         status = RunStatus.FAILED
         raise
     finally:
-        if monitor:  # its last samples are on record before the run ends (mlflow.end_run flushes them after)
-            monitor.finish()
-        log.log(
-            logging.INFO if status == RunStatus.FINISHED else logging.ERROR,
-            "MLflow run %s ended %s",
-            run.info.run_id,
-            RunStatus.to_string(status),
-        )
-        mlflow.end_run(RunStatus.to_string(status))
+        ending.arm(tracking_uri, run.info.run_id)  # a server that stops answering now cannot hold the command for long
+        try:
+            if monitor:  # its last samples are on record before the run ends (mlflow.end_run flushes them after)
+                monitor.finish()
+            log.log(
+                logging.INFO if status == RunStatus.FINISHED else logging.ERROR,
+                "MLflow run %s ended %s",
+                run.info.run_id,
+                RunStatus.to_string(status),
+            )
+            try:
+                mlflow.end_run(RunStatus.to_string(status))
+            except MlflowException as exc:  # the store refused (a permission lost): the run's own error goes on
+                if status == RunStatus.FINISHED:
+                    raise
+                log.error("Could not record run %s as %s: %s", run.info.run_id, RunStatus.to_string(status), exc)
+        finally:
+            ending.disarm()

@@ -19,29 +19,37 @@ from mlflow.exceptions import MlflowException
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.runtime import speedups
 from mnist_tracking.runtime.redaction import redact_text
+from mnist_tracking.tracking import access
 
 log = logging.getLogger(__name__)
 
 
 def resolve_tracking_uri(configured: str | None, launch_dir: Path) -> str:
-    """The config's URI, else $MLFLOW_TRACKING_URI, else a SQLite store under <launch dir>/mlruns."""
+    """The config's URI, else $MLFLOW_TRACKING_URI, else a SQLite store under <launch dir>/mlruns.
+
+    A server's URI comes back without user info: a user and password in it become this process's credentials
+    (`access.adopt_credentials`).
+    """
     if configured:
-        return configured
+        return access.adopt_credentials(configured)
     if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+        return access.adopt_credentials(os.environ["MLFLOW_TRACKING_URI"])
     return f"sqlite:///{launch_dir.resolve() / 'mlruns' / 'mlflow.db'}"
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
     """Fails fast, naming the URI, when a tracking server does not answer its health check.
 
-    MLflow itself would retry with backoff for minutes before giving up.
+    MLflow itself would retry with backoff for minutes before giving up. An `https://` server's certificate is
+    checked as MLflow checks it (`access.request_options`); one that is refused says which CA to set.
     """
-    if not tracking_uri.startswith(("http://", "https://")):
+    if not access.is_server(tracking_uri):
         return
     try:
-        response = requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s)
+        response = access.get(tracking_uri, "/health", timeout_s)
         response.raise_for_status()
+    except requests.exceptions.SSLError as exc:
+        raise access.tls_failure(tracking_uri, exc) from None
     except requests.RequestException as exc:
         raise ConfigError(
             f"mlflow.tracking_uri={redact_text(tracking_uri)!r} is unreachable ({type(exc).__name__}); start the "
@@ -107,9 +115,33 @@ def _create_sqlite_store(database: Path) -> None:
 def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
     """Creates the store and the experiment at `tracking_uri` if needed; returns the experiment's id.
 
-    Safe when several commands (single runs, sweeps, a sweep's parallel jobs) do this at once.
+    Safe when several commands (single runs, sweeps, a sweep's parallel jobs) do this at once. On a server with
+    MLflow's auth app: ConfigError unless the user signs in and may create runs in the experiment (EDIT).
     """
     check_reachable(tracking_uri)
+    user = access.authenticate(tracking_uri)
+    try:
+        experiment_id = _experiment_id(tracking_uri, experiment_name)
+    except MlflowException as exc:
+        if exc.get_http_status_code() != 403:
+            raise
+        raise ConfigError(
+            f"User {(user or {}).get('username')!r} may not read experiment {experiment_name!r} at "
+            f"{redact_text(tracking_uri)}; this command needs EDIT on it. Ask its owner or the server's admin."
+        ) from None
+    access.require_write(
+        tracking_uri,
+        user,
+        "experiment",
+        experiment_id,
+        experiment_name,
+        "use another experiment (mlflow.experiment_name)",
+    )
+    return experiment_id
+
+
+def _experiment_id(tracking_uri: str, experiment_name: str) -> str:
+    """The id of the experiment, which this creates (and the store) if needed."""
     artifact_location = None
     database = sqlite_path(tracking_uri)
     if database is not None:
@@ -153,6 +185,7 @@ def existing_store(tracking_uri: str) -> mlflow.MlflowClient:
             "first, or give the store with --tracking-uri (or $MLFLOW_TRACKING_URI)."
         )
     check_reachable(tracking_uri)
+    access.authenticate(tracking_uri)
     return mlflow.MlflowClient(tracking_uri)
 
 
