@@ -9,6 +9,7 @@ import logging
 import os
 import shlex
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,16 +38,30 @@ def resolve_tracking_uri(configured: str | None, launch_dir: Path) -> str:
     return f"sqlite:///{launch_dir.resolve() / 'mlruns' / 'mlflow.db'}"
 
 
-def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
+# What a proxy in front of a tracking server (the team server's nginx) answers while the server restarts.
+RESTARTING = (502, 503, 504)
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 10.0, restarting_s: float = 60.0) -> None:
     """Fails fast, naming the URI, when a tracking server does not answer its health check.
 
-    MLflow itself would retry with backoff for minutes before giving up. An `https://` server's certificate is
-    checked as MLflow checks it (`access.request_options`); one that is refused says which CA to set.
+    MLflow itself would retry with backoff for minutes before giving up. A proxy whose server is restarting
+    (`RESTARTING`) is asked again every few seconds for up to `restarting_s`. An `https://` server's certificate
+    is checked as MLflow checks it (`access.request_options`); one that is refused says which CA to set.
     """
     if not access.is_server(tracking_uri):
         return
+    deadline = time.monotonic() + restarting_s
     try:
-        response = access.get(tracking_uri, "/health", timeout_s)
+        while (response := access.get(tracking_uri, "/health", timeout_s)).status_code in RESTARTING:
+            if time.monotonic() >= deadline:
+                break
+            log.info(
+                "The tracking server %s is restarting (HTTP %d): asking again",
+                redact_text(tracking_uri),
+                response.status_code,
+            )
+            time.sleep(min(2.0, restarting_s / 10))
         response.raise_for_status()
     except requests.exceptions.SSLError as exc:
         raise access.tls_failure(tracking_uri, exc) from None
