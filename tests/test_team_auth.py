@@ -1,6 +1,7 @@
 """The authenticated team server (deploy/team-server: PostgreSQL, MLflow's basic-auth app, nginx with TLS) on
 loopback: a team's user runs and sweeps over TLS, only the model's team moves its champion, a client without the CA
-is refused, and four commands of two users at once, with a server restart among them, lose nothing."""
+is refused, a wrong password, no credentials or READ alone stop a command before training, and four commands of two
+users at once, with a server restart among them, lose nothing."""
 
 from __future__ import annotations
 
@@ -96,6 +97,28 @@ def test_only_the_models_team_moves_its_champion(stack, team_sweep):
         timeout=30,
     )
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        ("a wrong password", "refused user 'alice' (HTTP 401)"),
+        ("no credentials", "needs a user and password"),
+        ("carol, who may only read", "User 'carol' has READ on experiment 'mnist' at {uri}; this command needs EDIT"),
+    ],
+)
+def test_who_may_not_record_is_stopped_before_training(stack, tmp_path, who, expected):
+    env = stack.client_env("carol" if who.startswith("carol") else "alice")
+    wrong = "wrong-Pa55word-" + secrets.token_hex(4)
+    if who == "a wrong password":
+        env["MLFLOW_TRACKING_PASSWORD"] = wrong
+    if who == "no credentials":
+        del env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]
+    code, out = run_cli(ONE_EPOCH, tmp_path, env=env)
+    assert code == 2, out
+    assert expected.format(uri=stack.uri) in out and stack.uri in out, out
+    assert "epoch 1/" not in out and "Traceback" not in out
+    assert wrong not in out and all(password not in out for password in stack.passwords.values())
 
 
 def test_a_server_whose_certificate_the_client_does_not_trust_is_refused(stack, tmp_path, monkeypatch):
