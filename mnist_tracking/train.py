@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError
+from mnist_tracking.errors import ConfigError, DivergedError, RunFailedError, refused
 
 if TYPE_CHECKING:
     from mnist_tracking.runtime.job import Job
@@ -117,12 +117,6 @@ def main(cfg: DictConfig) -> float:
         return math.nan
     # Any other failure has no run to show it: it ends a sweep, loudly.
     return metrics[cfg.optimized_metric]
-
-
-def refused(exc: BaseException | None) -> bool:
-    """Whether `exc` is a tracking server's refusal (HTTP 401 or 403) of a request."""
-    status = getattr(exc, "get_http_status_code", None)
-    return callable(status) and status() in (401, 403)
 
 
 def cli() -> None:

@@ -298,6 +298,7 @@ def test_a_permission_taken_away_mid_run_fails_the_run_with_the_reason_and_keeps
         out = seen + out
         assert proc.returncode == 2, out
         assert "The server refused it" in out and "Permission denied" in out, out
+        assert "could not be recorded as FAILED (it shows RUNNING)" in out and "is recorded as FAILED" not in out
         with pytest.MonkeyPatch.context() as env:
             for name, value in zip(CREDENTIAL_ENV, (*ALICE, uri), strict=True):
                 env.setenv(name, value)

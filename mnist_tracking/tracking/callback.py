@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param
 
+from mnist_tracking.errors import refused
 from mnist_tracking.ml import figures
 from mnist_tracking.ml.callbacks import Resumable
 from mnist_tracking.ml.checkpoint import save_checkpoint
@@ -38,8 +39,7 @@ def _raise_refusal(pending: list[Future]) -> None:
     """Raises a recent metrics write that the server refused (HTTP 401 or 403: a permission taken away), so that
     training stops with the reason instead of going on unrecorded. A server that does not answer is waited for."""
     for logged in pending[-3:]:
-        exc = logged.exception() if logged.done() else None
-        if exc is not None and getattr(exc, "get_http_status_code", lambda: None)() in (401, 403):
+        if logged.done() and refused(exc := logged.exception()):
             raise exc
 
 
@@ -205,13 +205,13 @@ class MlflowCallback(keras.callbacks.Callback):
         pending, self._pending = self._pending, []
         drawings, self._drawings = self._drawings, []
         try:
-            for upload in uploads:
-                try:
-                    upload.result()
-                except Exception:
-                    if raise_errors:
-                        raise
-                    log.exception("Could not store a checkpoint of run %s", self._run_id)
+            failures = [exc for exc in (upload.exception() for upload in uploads) if exc is not None]
+            if failures and raise_errors:
+                raise failures[0]
+            if failures:  # most likely all for one reason (a server gone, a permission lost): its traceback once
+                log.error(
+                    "Could not store %d checkpoint(s) of run %s", len(failures), self._run_id, exc_info=failures[0]
+                )
         finally:
             for executor in (self._uploader, self._logger, self._drawer):
                 if executor is not None:

@@ -188,7 +188,7 @@ def tracked_run(
     monitor = system_metrics_interval and speedups.system_metrics_monitor(
         tracking_uri, run.info.run_id, system_metrics_interval, resumed=run_id is not None
     )
-    status = RunStatus.FINISHED
+    status, failure = RunStatus.FINISHED, None
     try:
         with SigtermAsInterrupt():
             yield run
@@ -196,37 +196,47 @@ def tracked_run(
         status = RunStatus.KILLED
         raise
     except Exception as exc:
-        status = RunStatus.FAILED
-        reason = str(exc) if isinstance(exc, DivergedError) else f"{type(exc).__name__}: {exc}"
-        try:
-            mlflow.set_tags(
-                {
-                    FAILURE_REASON_TAG: reason[:5000],
-                    **({DIVERGED_TAG: "true"} if isinstance(exc, DivergedError) else {}),
-                }
-            )
-        except Exception:  # the store may be what failed: the original error is the one to report
-            log.exception("Could not record why run %s failed", run.info.run_id)
-        raise RunFailedError(run.info.run_id, exc) from exc
+        status, failure = RunStatus.FAILED, exc
+        _record_failure(run.info.run_id, exc)
     except BaseException:  # SystemExit and the like: still not a finished run
         status = RunStatus.FAILED
         raise
     finally:
-        ending.arm(tracking_uri, run.info.run_id)  # a server that stops answering now cannot hold the command for long
+        recorded = _end_run(tracking_uri, run.info.run_id, status, monitor)
+    if failure is not None:
+        raise RunFailedError(run.info.run_id, failure, recorded) from failure
+
+
+def _record_failure(run_id: str, exc: Exception) -> None:
+    """Tags the active run with why it failed (`failure_reason`; `diverged` for a loss that stopped being finite)."""
+    reason = str(exc) if isinstance(exc, DivergedError) else f"{type(exc).__name__}: {exc}"
+    try:
+        mlflow.set_tags(
+            {FAILURE_REASON_TAG: reason[:5000], **({DIVERGED_TAG: "true"} if isinstance(exc, DivergedError) else {})}
+        )
+    except Exception:  # the store may be what failed: the original error is the one to report
+        log.exception("Could not record why run %s failed", run_id)
+
+
+def _end_run(tracking_uri: str, run_id: str, status: int, monitor: Any) -> bool:
+    """Ends the active run with `status`, its system metrics first; whether the store took the status.
+
+    A store that refuses a FINISHED run raises; one that refuses a failed or killed run (a permission lost) is
+    logged, so that the run's own error goes on.
+    """
+    ending.arm(tracking_uri, run_id)  # a server that stops answering now cannot hold the command for long
+    try:
+        if monitor:  # its last samples are on record before the run ends (mlflow.end_run flushes them after)
+            monitor.finish()
+        level = logging.INFO if status == RunStatus.FINISHED else logging.ERROR
+        log.log(level, "MLflow run %s ended %s", run_id, RunStatus.to_string(status))
         try:
-            if monitor:  # its last samples are on record before the run ends (mlflow.end_run flushes them after)
-                monitor.finish()
-            log.log(
-                logging.INFO if status == RunStatus.FINISHED else logging.ERROR,
-                "MLflow run %s ended %s",
-                run.info.run_id,
-                RunStatus.to_string(status),
-            )
-            try:
-                mlflow.end_run(RunStatus.to_string(status))
-            except MlflowException as exc:  # the store refused (a permission lost): the run's own error goes on
-                if status == RunStatus.FINISHED:
-                    raise
-                log.error("Could not record run %s as %s: %s", run.info.run_id, RunStatus.to_string(status), exc)
-        finally:
-            ending.disarm()
+            mlflow.end_run(RunStatus.to_string(status))
+        except MlflowException as exc:
+            if status == RunStatus.FINISHED:
+                raise
+            log.error("Could not record run %s as %s: %s", run_id, RunStatus.to_string(status), exc)
+            return False
+        return True
+    finally:
+        ending.disarm()
