@@ -1,7 +1,10 @@
 """The authenticated team server (deploy/team-server) against a plain one, on loopback.
 
-    python benchmarks/bench_server.py                 # ~10 min on 2 cores
-    python benchmarks/bench_server.py --markdown      # also writes benchmarks/SERVER_RESULTS.md
+    python -m benchmarks.bench_server                 # from the repository's root; ~10 min on 2 cores
+    python -m benchmarks.bench_server --markdown      # also writes benchmarks/SERVER_RESULTS.md
+
+A module of the repository rather than a script: it starts its servers with the tests' helpers (tests/servers.py,
+tests/stack.py).
 
 Rows: the same one-epoch `dense` run (the real CLI in a subprocess, `data.limit_train`, on `--data-path`, by default
 the tests' small data) from process start to exit, against a plain server (PostgreSQL, `mlflow server`, HTTP, no
@@ -25,13 +28,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-
-from bench_train import Rows, provenance  # noqa: E402
-
-from tests.servers import mlflow_server, postgres  # noqa: E402
-from tests.stack import Stack, grant_team, team_stack  # noqa: E402
+from benchmarks.bench_train import ROOT, Rows, provenance
+from tests.servers import mlflow_server, postgres
+from tests.stack import Stack, grant_team, team_stack
 
 FIXTURE = ROOT / "tests" / "data" / "mnist_small.npz"
 LINE = re.compile(r'"(?P<request>[^"]*)" (?P<status>\d{3}) \d+ (?P<seconds>[\d.]+) ')
@@ -124,10 +123,13 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     rows.table()
     if args.markdown:
-        header = "\n".join(f"- **{key}**: {value}" for key, value in provenance(sys.argv).items())
+        header = "\n".join(
+            f"- **{key}**: {value}"
+            for key, value in provenance(["-m", "benchmarks.bench_server", *sys.argv[1:]]).items()
+        )
         (ROOT / "benchmarks" / "SERVER_RESULTS.md").write_text(
-            "Written by `benchmarks/bench_server.py --markdown`: the latest invocation only. Read ratios rather than "
-            "absolute times: a shared machine's other tenants move them.\n\n"
+            "Written by `python -m benchmarks.bench_server --markdown`: the latest invocation only. Read ratios "
+            "rather than absolute times: a shared machine's other tenants move them.\n\n"
             f"<!-- provenance -->\n{header}\n<!-- /provenance -->\n\n{rows.markdown()}\n"
         )
 
