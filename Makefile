@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DATA ?=#         a local mnist.npz (e.g. ../shared/data/mnist.npz); empty: Keras's cache, downloaded when absent
 ARGS ?=#         more Hydra overrides for `make study`
 PYTEST_ARGS ?=#  e.g. PYTEST_ARGS='-m "not slow"' for the fast subset
-WORKERS ?= 2#   pytest-xdist processes for the first two stages (each test is isolated: its own store and folders)
+WORKERS ?= 2#   pytest-xdist processes for the first two stages (tests are isolated; the team-server ones share a stack)
 
 .PHONY: install install-test install-base study test lint docs docs-figures
 
@@ -44,7 +44,7 @@ OTHER_BACKEND = $(if $(filter jax,$(shell $(PY) -c "from omegaconf import OmegaC
 # Last, what the docs show for the base install, in a venv that has only that (no TensorFlow), as a user's shell
 # would run it (no KERAS_BACKEND).
 test: install-test install-base lint
-	$(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
 	KERAS_BACKEND=$(OTHER_BACKEND) $(PY) -m pytest -n $(WORKERS) -m "backends and not slow"
 	env -u KERAS_BACKEND MNIST_TRACKING_BASE_INSTALL=1 $(BASE_VENV)/bin/python -m pytest -m base_install
 	$(VENV)/bin/mkdocs build --strict --site-dir $$(mktemp -d)

@@ -14,7 +14,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +108,9 @@ def process_group(command: list[str], ready: Callable[[], bool], what: str, **po
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _healthy(uri: str, ca: Path | None = None) -> bool:
+def _healthy(uri: str) -> bool:
     try:
-        return requests.get(f"{uri}/health", timeout=2, verify=str(ca) if ca else True).ok
+        return requests.get(f"{uri}/health", timeout=2).ok
     except requests.RequestException:
         return False
 
@@ -135,54 +134,21 @@ def auth_config(root: Path) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class Tls:
-    """A throwaway CA, and a certificate it signed for 127.0.0.1 with its key."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def make_tls(root: Path) -> Tls:
-    """Makes a private CA and a server certificate for 127.0.0.1 under `root` with openssl."""
-    root.mkdir(parents=True, exist_ok=True)
-    tls = Tls(root / "ca.pem", root / "server.pem", root / "server.key")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=root)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", str(tls.ca), "-days", "1",
-            "-subj", "/CN=mnist-tracking tests CA")  # fmt: skip
-    openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tls.key), "-out", "server.csr", "-subj", "/CN=127.0.0.1"
-    )
-    (root / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", str(tls.ca), "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", str(tls.cert), "-days", "1", "-extfile", "ext.cnf",
-    )  # fmt: skip
-    return tls
-
-
 @contextmanager
 def mlflow_server(
-    backend_uri: str, artifacts: Path, port: int | None = None, auth: Path | None = None, tls: Tls | None = None
+    backend_uri: str, artifacts: Path, port: int | None = None, auth: Path | None = None
 ) -> Iterator[str]:
     """`mlflow server` on loopback with proxied artifacts; yields its URI once healthy, stops it at the end.
 
-    `auth`: a basic-auth app config (`auth_config`): the server runs `--app-name basic-auth`. `tls`: it serves
-    https with that certificate (uvicorn's own TLS).
+    `auth`: a basic-auth app config (`auth_config`): the server runs `--app-name basic-auth`.
     """
     port = port or free_port()
-    uri = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    uri = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     options = []
     if auth:
         options += ["--app-name", "basic-auth"]
         env |= {"MLFLOW_AUTH_CONFIG_PATH": str(auth), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only"}
-    if tls:
-        options += ["--uvicorn-opts", f"--ssl-keyfile {tls.key} --ssl-certfile {tls.cert}"]
     with process_group(
         [
             sys.executable,
@@ -201,18 +167,16 @@ def mlflow_server(
             "1",
             *options,
         ],
-        lambda: _healthy(uri, tls.ca if tls else None),
+        lambda: _healthy(uri),
         f"mlflow server on {uri}",
         env=env,
     ):
         yield uri
 
 
-def as_admin(uri: str, method: str, path: str, ca: Path | None = None, **body: str) -> dict:
+def as_admin(uri: str, method: str, path: str, **body: str) -> dict:
     """Calls the basic-auth server's REST API at `path` as `ADMIN` (users, permissions, experiments)."""
-    response = requests.request(
-        method, f"{uri}{path}", json=body, auth=ADMIN, timeout=30, verify=str(ca) if ca else True
-    )
+    response = requests.request(method, f"{uri}{path}", json=body, auth=ADMIN, timeout=30)
     response.raise_for_status()
     return response.json() if response.text.strip() else {}
 

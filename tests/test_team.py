@@ -176,7 +176,9 @@ def test_a_run_survives_a_server_restart(tmp_path):
         port = free_port()
         uri = f"http://127.0.0.1:{port}"
         with mlflow_server(db, tmp_path / "artifacts", port):
-            proc = cli([f"data.path={FIXTURE}", f"trainer.epochs={epochs}", f"mlflow.tracking_uri={uri}"], tmp_path)
+            # Images every 50 epochs: some through the restart, not 400 of them (tests/test_epoch_images.py has more).
+            args = [f"data.path={FIXTURE}", f"trainer.epochs={epochs}", "mlflow.log_images_every=50"]
+            proc = cli([*args, f"mlflow.tracking_uri={uri}"], tmp_path)
             read_until(proc, f"epoch 5/{epochs}")
         down = time.monotonic()  # the server is stopped here; the job keeps training and queueing metrics
         time.sleep(5)

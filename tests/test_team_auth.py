@@ -24,54 +24,92 @@ from tests.helpers import FIXTURE, assert_complete_child, cli, run_cli, runs, sw
 from tests.stack import Stack, add_user, as_user, grant_team, stack_env, team_stack
 from tests.test_team import assert_sweep_on_server
 
+# The tests that share the module's stack run on one test process (`--dist loadgroup`), first (tests/conftest.py).
 pytestmark = pytest.mark.slow
+SHARED = pytest.mark.xdist_group("team-stack")
 MODEL = "mnist-best"  # conf/sweep/default.yaml: sweep.registered_model_name
 ONE_EPOCH = ["trainer.epochs=1", f"data.path={FIXTURE}"]
 
 
 @pytest.fixture(scope="module")
 def stack():
-    """The stack, with alice and bob in the team that may edit experiments `mnist` and `sweep` and the registered
-    model, and carol, who has no grant (the server's default: READ)."""
+    """The stack, with alice and bob in the team that may edit experiments `mnist`, `sweep` and `load` and the
+    registered model, and carol, who has no grant (the server's default: READ)."""
     with team_stack() as stack:
-        grant_team(stack, "mnist-team", ["alice", "bob"], ["mnist", "sweep"], MODEL)
+        grant_team(stack, "mnist-team", ["alice", "bob"], ["mnist", "sweep", "load"], MODEL)
         add_user(stack, "carol")
         yield stack
 
 
 @pytest.fixture(scope="module")
-def team_sweep(stack, tmp_path_factory):
-    """alice's single run and her 2-worker joblib sweep over TLS; their outputs."""
-    cwd = tmp_path_factory.mktemp("alice")
-    env = stack.client_env("alice")
-    run = run_cli(ONE_EPOCH, cwd, env=env)
-    sweep = run_cli(
-        ["-m", "model=dense,mlp64", *ONE_EPOCH, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-        + ["mlflow.experiment_name=sweep"],
-        cwd,
-        env=env,
-    )
-    return run, sweep
+def load(stack, tmp_path_factory) -> list[tuple[int, str]]:
+    """Four commands of two users at once, over TLS: alice's joblib sweep of 6 one-epoch jobs (2 workers, experiment
+    `sweep`) and her single run (`mnist`), bob's same sweep and run (`load`). The MLflow server (only it) restarts
+    once the first job has finished. Each command's exit status and output."""
+    sweep = ["-m", "model=dense,mlp64", "seed=1,2,3", *ONE_EPOCH, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    plan = [
+        ("alice", [*sweep, "mlflow.experiment_name=sweep"]),
+        ("bob", [*sweep, "mlflow.experiment_name=load"]),
+        ("alice", ONE_EPOCH),
+        ("bob", [*ONE_EPOCH, "mlflow.experiment_name=load"]),
+    ]
+    root = tmp_path_factory.mktemp("load")
+    commands = []
+    for i, (user, args) in enumerate(plan):
+        (root / str(i)).mkdir()
+        commands.append(cli(args, root / str(i), env=stack.client_env(user)))
+    with ThreadPoolExecutor(len(commands)) as pool:  # each command's output read as it comes: none blocks
+        outputs = pool.map(finish, commands)
+        try:
+            with as_user(stack, "admin"):
+                deadline = time.monotonic() + 600
+                while not any(r.info.status == "FINISHED" for name in ("sweep", "load") for r in runs(stack.uri, name)):
+                    assert time.monotonic() < deadline and all(p.poll() is None for p in commands[:2])
+                    time.sleep(2)
+            stack.script("restart-mlflow")
+        except BaseException:
+            for proc in commands:
+                proc.kill()
+            raise
+        outputs = list(outputs)
+    return [(proc.returncode, out) for proc, out in zip(commands, outputs, strict=True)]
 
 
-def test_a_team_user_runs_and_sweeps_over_tls(stack, team_sweep):
-    (run_code, run_out), (sweep_code, sweep_out) = team_sweep
-    assert run_code == 0, run_out
-    assert sweep_code == 0, sweep_out
+@SHARED
+def test_a_team_user_runs_and_sweeps_over_tls(stack, load):
+    """alice's run, and her 2-worker joblib sweep, whose best model is registered; no record holds her password."""
+    assert [code for code, _ in load] == [0] * 4, "\n\n".join(out for _, out in load)
     with as_user(stack, "admin") as client:
         [run] = runs(stack.uri, "mnist")
         assert_complete_child(client, run)
-        assert_sweep_on_server(stack.uri, "sweep", 2)
+        assert_sweep_on_server(stack.uri, "sweep", 6)
         [parent], _ = sweep_runs(stack.uri, "sweep")
-        version = client.get_model_version_by_alias(MODEL, names.CHAMPION_ALIAS)
-        assert parent.data.tags[names.REGISTERED_MODEL_TAG] == f"{MODEL}/{version.version}"
-        assert version.run_id == parent.data.tags["best_run_id"]
+        name, number = parent.data.tags[names.REGISTERED_MODEL_TAG].split("/")
+        assert name == MODEL and client.get_model_version(MODEL, number).run_id == parent.data.tags["best_run_id"]
+        assert client.get_model_version_by_alias(MODEL, names.CHAMPION_ALIAS)  # one of the two sweeps' versions
         password = stack.passwords["alice"]
         for recorded in [run, *runs(stack.uri, "sweep")]:
             assert password not in json.dumps([recorded.data.params, recorded.data.tags])
 
 
-def test_only_the_models_team_moves_its_champion(stack, team_sweep):
+@SHARED
+def test_two_users_four_commands_at_once_and_a_restart_lose_nothing(stack, load):
+    assert [code for code, _ in load] == [0] * 4, "\n\n".join(out for _, out in load)
+    with as_user(stack, "admin") as client:
+        for experiment in ("sweep", "load"):
+            [parent], children = sweep_runs(stack.uri, experiment)
+            assert parent.info.status == "FINISHED" and len(children[parent.info.run_id]) == 6
+            for job in children[parent.info.run_id]:
+                assert_complete_child(client, job)
+        singles = [r for r in runs(stack.uri, "load") if r.data.tags.get("sweep") != "true"]
+        singles = [r for r in singles if "mlflow.parentRunId" not in r.data.tags] + runs(stack.uri, "mnist")
+        assert len(singles) == 2
+        for run in singles:
+            assert_complete_child(client, run)
+
+
+@SHARED
+def test_only_the_models_team_moves_its_champion(stack, load):
     with as_user(stack, "admin") as client:
         champion = client.get_model_version_by_alias(MODEL, names.CHAMPION_ALIAS).version
     with as_user(stack, "carol") as client:
@@ -99,6 +137,7 @@ def test_only_the_models_team_moves_its_champion(stack, team_sweep):
     assert response.status_code == 401
 
 
+@SHARED
 @pytest.mark.parametrize(
     ("who", "expected"),
     [
@@ -119,66 +158,22 @@ def test_who_may_not_record_is_stopped_before_training(stack, tmp_path, who, exp
     assert expected.format(uri=stack.uri) in out and stack.uri in out, out
     assert "epoch 1/" not in out and "Traceback" not in out
     assert wrong not in out and all(password not in out for password in stack.passwords.values())
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and wrong.encode() in p.read_bytes()]  # logs, .hydra
 
 
+@SHARED
 def test_a_server_whose_certificate_the_client_does_not_trust_is_refused(stack, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's client would retry for minutes
     code, out = run_cli(ONE_EPOCH, tmp_path, env=stack.client_env("alice", ca=False))
     assert code == 2, out
-    assert "SSLError" in out or "certificate" in out, out  # refused ahead of any training
+    assert f"The certificate of the tracking server {stack.uri} is not signed by the system's CAs" in out, out
+    assert "Set MLFLOW_TRACKING_SERVER_CERT_PATH" in out
     assert "epoch 1/1" not in out
     with as_user(stack, "alice", ca=False) as client, pytest.raises(mlflow.MlflowException, match="SSL"):
         client.search_experiments()
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"{stack.uri}/health", timeout=30)
     assert requests.get(f"{stack.uri}/health", verify=stack.ca, timeout=30).ok
-
-
-def test_two_users_four_commands_at_once_and_a_restart_lose_nothing(tmp_path):
-    """Two joblib sweeps of 6 one-epoch jobs (2 workers each) and two single runs, of alice and bob at once; the
-    MLflow server (only it) restarts once the first job has finished."""
-    with team_stack() as stack:
-        grant_team(stack, "team", ["alice", "bob"], ["load"], MODEL)
-        sweep = [
-            "-m",
-            "model=dense,mlp64",
-            "seed=1,2,3",
-            *ONE_EPOCH,
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-        ]
-        commands = []
-        for i, (user, args) in enumerate([("alice", sweep), ("bob", sweep), ("alice", ONE_EPOCH), ("bob", ONE_EPOCH)]):
-            (tmp_path / str(i)).mkdir()
-            commands.append(cli([*args, "mlflow.experiment_name=load"], tmp_path / str(i), env=stack.client_env(user)))
-        with ThreadPoolExecutor(len(commands)) as pool:  # each command's output read as it comes: none blocks
-            outputs = pool.map(finish, commands)
-            try:
-                with as_user(stack, "admin"):
-                    deadline = time.monotonic() + 600
-                    while not any(r.info.status == "FINISHED" for r in runs(stack.uri, "load")):
-                        assert time.monotonic() < deadline and all(p.poll() is None for p in commands[:2])
-                        time.sleep(2)
-                stack.script("restart-mlflow")
-            except BaseException:
-                for proc in commands:
-                    proc.kill()
-                raise
-            outputs = list(outputs)
-        assert [proc.returncode for proc in commands] == [0] * 4, "\n\n".join(outputs)
-        with as_user(stack, "admin") as client:
-            parents, children = sweep_runs(stack.uri, "load")
-            assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
-            assert sorted(len(jobs) for jobs in children.values()) == [6, 6]
-            singles = [r for r in runs(stack.uri, "load") if r.data.tags.get("sweep") != "true"]
-            singles = [r for r in singles if "mlflow.parentRunId" not in r.data.tags]
-            assert len(singles) == 2
-            for run in [*singles, *(job for jobs in children.values() for job in jobs)]:
-                assert_complete_child(client, run)
-        started = time.monotonic()
-        stack.script("stop")
-        assert time.monotonic() - started < 60
-        assert "stopped" in stack.script("status", check=False).stderr
 
 
 def finish(proc: subprocess.Popen) -> str:
