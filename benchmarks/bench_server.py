@@ -12,7 +12,7 @@ login) and against the authenticated stack over TLS, with MLflow's credential ca
 and off (the password's hash checked on every request); the median of `--repeats` alternating runs each, and
 the ratio to plain. Then the load: two users' two joblib sweeps of 6 one-epoch jobs (2 workers each) and two single
 runs at once against the stack: the wall time, the requests nginx served (its access log), their rate, the
-latency percentiles of nginx's `$request_time`, and the responses that were not 2xx.
+latency percentiles of nginx's `$request_time`, and the responses that were not 2xx, by status and request.
 """
 
 from __future__ import annotations
@@ -100,9 +100,11 @@ def load(stack: Stack, data: Path, work: Path) -> dict[str, str]:
         "load: latency p50 / p95 / p99 / max": " / ".join(
             f"{v * 1000:.0f} ms" for v in (quantiles[49], quantiles[94], quantiles[98], seconds[-1])
         ),
-        "load: responses not 2xx, by status": ", ".join(
-            f"{status}: {n}"
-            for status, n in sorted(Counter(m["status"] for m in lines if m["status"][0] != "2").items())
+        "load: responses not 2xx, by status and request": ", ".join(
+            f"{status} {request}: {n}"
+            for (status, request), n in sorted(
+                Counter((m["status"], m["request"].split("?")[0]) for m in lines if m["status"][0] != "2").items()
+            )
         )
         or "none",
     }
