@@ -103,7 +103,9 @@ def load(stack: Stack, data: Path, work: Path) -> dict[str, str]:
         "load: responses not 2xx, by status and request": ", ".join(
             f"{status} {request}: {n}"
             for (status, request), n in sorted(
-                Counter((m["status"], m["request"].split("?")[0]) for m in lines if m["status"][0] != "2").items()
+                Counter(
+                    (m["status"], m["request"].split(" HTTP/")[0].split("?")[0]) for m in lines if m["status"][0] != "2"
+                ).items()
             )
         )
         or "none",
