@@ -13,10 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
 
 from mnist_tracking.errors import ConfigError
 from mnist_tracking.runtime.redaction import redact_text
@@ -108,6 +111,22 @@ def test_a_ca_bundle_that_is_missing_or_beside_insecure_tls_is_refused(monkeypat
     monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
     with pytest.raises(ConfigError, match="Both"):
         access.request_options()
+
+
+def test_a_refused_metrics_write_is_raised_behind_any_backlog_of_done_ones():
+    def done(exc: BaseException | None = None) -> Future:
+        future: Future = Future()
+        future.set_exception(exc) if exc else future.set_result(None)
+        return future
+
+    denied = MlflowException("Permission denied", error_code=PERMISSION_DENIED)
+    pending = [done(), done(), done(denied), *(Future() for _ in range(5))]  # the last five still on their way
+    with pytest.raises(MlflowException, match="Permission denied"):
+        access.raise_refusal(pending)
+    assert len(pending) == 6  # the two stored are dropped
+    failed = [done(), done(RuntimeError("disk full")), done(denied)]
+    access.raise_refusal(failed)  # another failure first: `close` raises it
+    assert len(failed) == 2
 
 
 # --- against a basic-auth server ---

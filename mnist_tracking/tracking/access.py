@@ -5,13 +5,14 @@ or from the URI (`https://user:password@host`), which this process turns into th
 starts inherits them, and the URI that runs, logs and messages name has no password. An `https://` server's
 certificate is checked as MLflow checks it ($MLFLOW_TRACKING_SERVER_CERT_PATH: the CA bundle). On a server with
 MLflow's basic-auth app, the user's permission on the experiment (and on the registered model a sweep registers
-into) is read before anything trains.
+into) is read before anything trains; a metrics write it refuses mid-run stops training (`raise_refusal`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -26,7 +27,7 @@ from mlflow.environment_variables import (
 )
 from mlflow.utils.credentials import read_mlflow_creds
 
-from mnist_tracking.errors import ConfigError
+from mnist_tracking.errors import ConfigError, refused
 from mnist_tracking.runtime.redaction import redact_text
 
 log = logging.getLogger(__name__)
@@ -181,3 +182,15 @@ def require_model_write(tracking_uri: str, name: str) -> None:
     require_write(
         tracking_uri, user, "registered model", name, name, "register elsewhere (sweep.registered_model_name)"
     )
+
+
+def raise_refusal(pending: list[Future]) -> None:
+    """Drops the done metrics writes from the front of `pending`; raises one the server refused (401/403: a permission
+    taken away), so that training stops with the reason. Other failures stay for whoever waits for them (the
+    callback's `close`); a write that waits for a silent server is waited for."""
+    while pending and pending[0].done():
+        if refused(exc := pending[0].exception()):
+            raise exc
+        if exc is not None:
+            return
+        pending.pop(0)

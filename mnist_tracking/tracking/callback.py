@@ -18,7 +18,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param
 
-from mnist_tracking.errors import refused
 from mnist_tracking.ml import figures
 from mnist_tracking.ml.callbacks import Resumable
 from mnist_tracking.ml.checkpoint import save_checkpoint
@@ -30,17 +29,10 @@ from mnist_tracking.names import (
     CHECKPOINT_EPOCH_TAG,
     STOPPED_EPOCH_TAG,
 )
+from mnist_tracking.tracking import access
 from mnist_tracking.tracking.epoch_images import EpochImages, yield_to_training
 
 log = logging.getLogger(__name__)
-
-
-def _raise_refusal(pending: list[Future]) -> None:
-    """Raises a recent metrics write that the server refused (HTTP 401 or 403: a permission taken away), so that
-    training stops with the reason instead of going on unrecorded. A server that does not answer is waited for."""
-    for logged in pending[-3:]:
-        if logged.done() and refused(exc := logged.exception()):
-            raise exc
 
 
 class MlflowCallback(keras.callbacks.Callback):
@@ -120,7 +112,7 @@ class MlflowCallback(keras.callbacks.Callback):
         client.log_text(self._run_id, "\n".join(lines) + "\n", "model_summary.txt")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        _raise_refusal(self._pending)
+        access.raise_refusal(self._pending)
         # Numbers only: a metric whose result is an array (ConfusionCounts) is for the images, not the store.
         metrics = {key: float(value) for key, value in (logs or {}).items() if np.ndim(value) == 0}
         # A resumed fit may retrain epochs whose metrics were recorded before its checkpoint was: once is enough.
