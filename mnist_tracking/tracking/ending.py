@@ -40,14 +40,12 @@ class _Watcher(threading.Thread):
         self.tracking_uri, self.run_id = tracking_uri, run_id
         self.signalled_at: float | None = None
         self.stopped = threading.Event()
-        self.options = access.request_options() if access.is_server(tracking_uri) else {}
 
     def _answers(self) -> bool:
         if not access.is_server(self.tracking_uri):
             return True  # a local store: nothing to wait for
         try:
-            url = f"{self.tracking_uri.rstrip('/')}/health"
-            return requests.get(url, timeout=POLL_S, **self.options).ok
+            return access.get(self.tracking_uri, "/health", POLL_S).ok
         except requests.RequestException:
             return False
 
